@@ -1,0 +1,131 @@
+"""The course itself: its map, the repository the notebooks point to, and the cells every notebook starts with.
+
+``REPOSITORY`` is the one setting behind every "Open in Colab" badge and every Colab install. A fork changes it
+here and runs ``make notebooks`` (``python -m roberta_from_scratch.course sync``), which rewrites the badge and the
+setup cell of every notebook; a test checks that they agree with this file.
+
+The course map is kept here too, so the README's table and the tour notebook show the same thing
+(``python -m roberta_from_scratch.course map`` prints the table; a test checks the README holds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY = "roberta-from-scratch/roberta-from-scratch"  # GitHub owner/name
+BRANCH = "main"
+NOTEBOOK_DIR = "notebooks"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    notebook: str  # file name in notebooks/
+    title: str
+    build: str  # what you build
+    see: str  # what you see
+    minutes: tuple[str, str, str] | None  # measured run time at smoke / cpu / gpu; None while not yet written
+
+
+COURSE_MAP: tuple[Chapter, ...] = (
+    Chapter("00_course_tour.ipynb", "Course tour", "nothing yet: check the environment, meet the data",
+            "the corpus's statistics and document lengths, the labelled set's class balance", ("0.2", "0.3", "0.3")),
+    Chapter("01_tokenizer.ipynb", "Byte-level BPE", "RoBERTa's tokenizer, trained on the corpus",
+            "merges as they are learned, the compression curve, ids equal to the reference", None),
+    Chapter("02_attention.ipynb", "Attention", "scaled dot-product and multi-head self-attention",
+            "attention maps, softmax saturation, the quadratic cost", None),
+    Chapter("03_encoder.ipynb", "The encoder", "embeddings, post-LN layers, MLM and classification heads",
+            "parameter counts, logits equal to transformers, fill-mask with the official weights", None),
+    Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
+            "packed blocks, masking statistics, static versus dynamic masks", None),
+    Chapter("05_pretraining.ipynb", "Pretraining", "the MLM training loop with checkpoints",
+            "loss and perplexity falling, fill-mask before and after", None),
+    Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
+            "pretrained versus random initialisation, a confusion matrix", None),
+    Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
+            "what each head attends to, before and after training", None),
+    Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
+            "memory and time against model size, a two-process run", None),
+)
+
+
+def colab_url(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+    return f"https://colab.research.google.com/github/{repository}/blob/{branch}/{NOTEBOOK_DIR}/{notebook}"
+
+
+def badge(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(notebook, repository, branch)})")
+
+
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
+def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+    """The second cell of every notebook: install in Colab (never touching its torch), report everywhere."""
+    return f'''# Setup. In Colab: install the course package (torch stays as Colab ships it). Everywhere: versions, device, scale.
+import subprocess
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "roberta-from-scratch @ git+https://github.com/{repository}@{branch}"])
+
+from roberta_from_scratch.settings import describe_environment
+
+ENV = describe_environment()
+SCALE = ENV.scale'''
+
+
+def map_table(chapters: tuple[Chapter, ...] = COURSE_MAP) -> str:
+    """The course map as a Markdown table: notebook, what you build, what you see, minutes at each scale."""
+    lines = ["| notebook | you build | you see | smoke / cpu / gpu (min) |", "|---|---|---|---|"]
+    for ch in chapters:
+        times = " / ".join(ch.minutes) if ch.minutes else "coming"
+        lines.append(f"| [{ch.notebook[:2]} {ch.title}]({NOTEBOOK_DIR}/{ch.notebook}) | {ch.build} | {ch.see} | {times} |")
+    return "\n".join(lines)
+
+
+def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH) -> bool:
+    """Rewrite the badge in the first cell and the whole setup cell; return whether the file changed."""
+    text = path.read_text(encoding="utf-8")
+    nb = json.loads(text)
+    cells = nb["cells"]
+    first = "".join(cells[0]["source"])
+    wanted = badge(path.name, repository, branch)
+    first = _BADGE.sub(wanted, first) if _BADGE.search(first) else first.rstrip("\n") + "\n\n" + wanted
+    cells[0]["source"] = first.splitlines(keepends=True)
+    setup = setup_cell(repository, branch)
+    if len(cells) > 1 and cells[1]["cell_type"] == "code" and "describe_environment" in "".join(cells[1]["source"]):
+        cells[1]["source"] = setup.splitlines(keepends=True)
+    else:
+        cells.insert(1, {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                         "source": setup.splitlines(keepends=True)})
+    new = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.course", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sync = sub.add_parser("sync", help="rewrite badges and setup cells of the notebooks from REPOSITORY/BRANCH")
+    sync.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
+    sub.add_parser("map", help="print the course map as the README's Markdown table")
+    args = parser.parse_args(argv)
+    if args.command == "map":
+        print(map_table())
+        return
+    paths = args.notebooks or sorted(Path(NOTEBOOK_DIR).glob("*.ipynb"))
+    for path in paths:
+        print(f"{path}: {'updated' if sync_notebook(path) else 'up to date'}")
+
+
+if __name__ == "__main__":
+    main()

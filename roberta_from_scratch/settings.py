@@ -1,0 +1,222 @@
+"""Scale, device and precision: the one place where the course decides how big and how fast.
+
+Every notebook and command line reads its sizes from here, so a learner changes one environment variable,
+``RFS_SCALE``, and the whole course follows:
+
+* ``smoke``: the test suite. Tiny sizes; each notebook runs in at most 90 s on a 2-core CPU.
+* ``cpu``: a laptop without a GPU. Each notebook in at most 10 minutes on 2 cores, sized to learn as much as
+  possible in that time. The outputs committed with the notebooks come from this scale.
+* ``gpu``: a free Colab T4 (16 GB, fp16). Each notebook in at most 30 minutes.
+
+The default is ``gpu`` when CUDA is available and ``cpu`` otherwise. ``RFS_DEVICE`` (cuda, mps, cpu) overrides
+the device picked by :func:`pick_device`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+
+import torch
+
+SCALE_ENV = "RFS_SCALE"
+DEVICE_ENV = "RFS_DEVICE"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The sizes a scale chooses. Notebooks print them and say how to change them."""
+
+    name: str
+    description: str
+    minutes_per_notebook: float  # the budget each notebook is held to at this scale
+    corpus_fraction: float  # share of the training corpus the notebooks read
+    vocab_size: int  # BPE vocabulary trained in notebook 01
+    model_preset: str  # RobertaConfig preset used for pretraining
+    max_seq_length: int  # tokens per packed block
+    batch_size: int  # sequences per optimizer step (after accumulation)
+    max_steps: int  # pretraining optimizer steps
+    eval_every: int  # steps between evaluations
+    finetune_epochs: int
+
+    def as_table(self) -> str:
+        rows = [(k, v) for k, v in asdict(self).items() if k not in ("name", "description")]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"scale {self.name!r}: {self.description}"]
+        lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+        lines.append(f"  (change with the environment variable {SCALE_ENV}=smoke|cpu|gpu before starting the kernel)")
+        return "\n".join(lines)
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke",
+        description="test suite: tiny sizes, each notebook at most 90 s on 2 CPU cores",
+        minutes_per_notebook=1.5,
+        corpus_fraction=0.05,
+        vocab_size=512,
+        model_preset="tiny",
+        max_seq_length=64,
+        batch_size=8,
+        max_steps=20,
+        eval_every=10,
+        finetune_epochs=1,
+    ),
+    "cpu": Scale(
+        name="cpu",
+        description="a laptop without a GPU: each notebook at most 10 minutes on 2 cores",
+        minutes_per_notebook=10,
+        corpus_fraction=1.0,
+        vocab_size=8000,
+        model_preset="mini",
+        max_seq_length=128,
+        batch_size=32,
+        max_steps=600,
+        eval_every=100,
+        finetune_epochs=3,
+    ),
+    "gpu": Scale(
+        name="gpu",
+        description="a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes",
+        minutes_per_notebook=30,
+        corpus_fraction=1.0,
+        vocab_size=16000,
+        model_preset="small",
+        max_seq_length=128,
+        batch_size=128,
+        max_steps=6000,
+        eval_every=500,
+        finetune_epochs=5,
+    ),
+}
+
+
+def get_scale(name: str | None = None) -> Scale:
+    """The scale named by ``name``, else by ``$RFS_SCALE``, else ``gpu`` with CUDA and ``cpu`` without."""
+    if name is None:
+        name = os.environ.get(SCALE_ENV, "").strip()
+    if not name:
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    key = name.strip().lower()
+    if key not in SCALES:
+        raise ValueError(
+            f"unknown scale {name!r}: set {SCALE_ENV} to one of {', '.join(SCALES)} "
+            f"(for example `export {SCALE_ENV}=cpu`)"
+        )
+    return SCALES[key]
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def _mps_usable() -> bool:
+    # MPS before torch 2.9 lacks kernels the course uses; such a Mac runs on the CPU instead.
+    mps = getattr(torch.backends, "mps", None)
+    return _torch_version() >= (2, 9) and mps is not None and mps.is_available()
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name``, else ``$RFS_DEVICE``, else CUDA, then MPS (torch >= 2.9 only), then the CPU."""
+    if name is None:
+        name = os.environ.get(DEVICE_ENV, "").strip() or None
+    if name is not None:
+        kind = torch.device(name).type
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use cpu or unset {DEVICE_ENV}")
+        if kind == "mps" and not _mps_usable():
+            raise RuntimeError(
+                f"device {name!r} was asked for but MPS is not available (or torch < 2.9); use cpu or unset {DEVICE_ENV}"
+            )
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_usable():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the training loop runs its arithmetic on a device."""
+
+    name: str  # "bf16", "fp16" or "fp32"
+    autocast_dtype: torch.dtype | None  # None: no autocast
+    use_grad_scaler: bool  # fp16 needs loss scaling; bf16 and fp32 do not
+    device_type: str
+
+    def autocast(self):
+        """A context manager for the forward pass: autocast to ``autocast_dtype``, or nothing for fp32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+
+
+def pick_precision(device: torch.device | str | None = None) -> Precision:
+    """bf16 autocast on CUDA with compute capability >= 8, fp16 + GradScaler on older GPUs, fp32 elsewhere.
+
+    ``torch.cuda.is_bf16_supported()`` answers True on a T4 (capability 7.5) because bf16 is emulated there, and
+    emulated bf16 is slow, so the capability decides, not that function.
+    """
+    device = pick_device() if device is None else torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, _minor = torch.cuda.get_device_capability(index)
+        if major >= 8:
+            return Precision("bf16", torch.bfloat16, False, "cuda")
+        return Precision("fp16", torch.float16, True, "cuda")
+    return Precision("fp32", None, False, device.type)
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+@dataclass(frozen=True)
+class Environment:
+    scale: Scale
+    device: torch.device
+    precision: Precision
+    versions: dict[str, str]
+    accelerator: str
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("roberta-from-scratch", "transformers", "tokenizers", "datasets", "bertviz"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def describe_environment(scale: str | None = None, device: str | None = None, verbose: bool = True) -> Environment:
+    """Pick scale, device and precision, print them with the library versions, and return them.
+
+    The setup cell of every notebook calls this, so a run's output always says what it ran on.
+    """
+    chosen = get_scale(scale)
+    dev = pick_device(device)
+    precision = pick_precision(dev)
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        cap = torch.cuda.get_device_capability(index)
+        accelerator = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability {cap[0]}.{cap[1]}"
+    elif dev.type == "mps":
+        accelerator = "Apple GPU (MPS)"
+    else:
+        accelerator = f"CPU, {torch.get_num_threads()} threads"
+    env = Environment(chosen, dev, precision, _versions(), accelerator)
+    if verbose:
+        print("versions: " + ", ".join(f"{k} {v}" for k, v in env.versions.items()))
+        print(f"device:   {dev} ({accelerator}); precision {precision.name}; Colab: {in_colab()}")
+        print(chosen.as_table())
+    return env

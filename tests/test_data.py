@@ -1,0 +1,234 @@
+"""The offline data layer: the python-docs corpus, the labelled set, local files, and the Hub path offline."""
+
+import json
+import time
+
+import datasets
+import pytest
+
+from roberta_from_scratch import OfflineError, data, load_classification, load_corpus
+
+
+# ------------------------------------------------------------------------------------------ python-docs corpus
+
+
+def test_corpus_is_real_prose_of_the_expected_size(python_docs):
+    corpus, _ = python_docs
+    assert set(corpus) == {"train", "validation"}
+    assert corpus["train"].column_names == ["text", "source", "kind"]
+    stats = data.corpus_statistics(corpus)
+    total = sum(s["characters"] for s in stats.values())
+    assert 1_000_000 < total < 4_000_000, total  # about 1.6 MB on CPython 3.11
+    assert 0.03 < stats["validation"]["documents"] / (stats["train"]["documents"] + stats["validation"]["documents"]) < 0.08
+    assert {"module", "class", "function", "topic"} == set(corpus["train"]["kind"])
+    words = stats["train"]["words"]
+    assert 5.0 < stats["train"]["characters"] / words < 9.0  # English-like characters per word, not code or noise
+
+
+def test_corpus_is_clean_and_deduplicated(python_docs):
+    corpus, _ = python_docs
+    texts = [t for split in corpus for t in corpus[split]["text"]]
+    keys = [" ".join(t.split()) for t in texts]
+    assert len(set(keys)) == len(keys)
+    assert all(len(t) >= data.MIN_CHARS and t == t.strip() and "\n\n\n" not in t for t in texts)
+    assert not any(line != line.rstrip() for t in texts for line in t.split("\n"))
+
+
+def test_split_is_a_stable_function_of_the_text(python_docs):
+    corpus, _ = python_docs
+    for split, wanted in (("train", False), ("validation", True)):
+        for text in corpus[split]["text"]:
+            assert (data.stable_hash(text, "split") % 1000 < data.VALIDATION_PER_MILLE) is wanted
+    # white space does not change the hash; the salt does
+    assert data.stable_hash("a  b\nc") == data.stable_hash("a b c") != data.stable_hash("a b c", "other")
+
+
+def test_rebuild_gives_the_same_corpus_as_the_cache(python_docs, tmp_path, monkeypatch):
+    corpus, topics = python_docs
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    fresh, fresh_topics = data.build_python_docs()
+    for split in corpus:
+        assert list(fresh[split]["text"]) == list(corpus[split]["text"])
+    for split in topics:
+        assert list(fresh_topics[split]["label"]) == list(topics[split]["label"])
+
+
+def test_cache_is_written_whole_under_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    load_corpus(verbose=False)
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert (cache / "done").is_file() and (cache / "corpus").is_dir() and (cache / "topics").is_dir()
+    assert data.data_dir() == tmp_path
+
+
+def test_load_corpus_reports_documents_characters_words(python_docs, capsys):
+    load_corpus()
+    out = capsys.readouterr().out
+    assert "python-docs train:" in out and "documents" in out and "characters" in out and "words" in out
+
+
+# ------------------------------------------------------------------------------------------ labelled set
+
+
+def test_topics_are_large_balanced_and_labelled(python_docs):
+    _, topics = python_docs
+    assert set(topics) == {"train", "validation", "test"}
+    names = topics["train"].features["label"].names
+    assert names == list(data.TOPIC_LABELS) and len(names) >= 4
+    counts = [0] * len(names)
+    for split in topics:
+        for label in topics[split]["label"]:
+            counts[label] += 1
+    assert sum(counts) >= 1000, counts
+    assert min(counts) / max(counts) >= 0.5, counts
+    sizes = {split: len(topics[split]) for split in topics}
+    assert 0.75 < sizes["train"] / sum(sizes.values()) < 0.85, sizes
+
+
+def test_topic_labels_match_the_module_area(python_docs):
+    _, topics = python_docs
+    for row in topics["train"]:
+        area = data.TOPIC_LABELS[row["label"]]
+        assert row["source"].split(".")[0] in data.TOPIC_AREAS[area], row["source"]
+
+
+def test_labelled_texts_never_appear_in_the_pretraining_corpus(python_docs):
+    corpus, topics = python_docs
+    pretraining = {" ".join(t.split()) for split in corpus for t in corpus[split]["text"]}
+    labelled = [" ".join(t.split()) for split in topics for t in topics[split]["text"]]
+    assert len(set(labelled)) == len(labelled)
+    assert not pretraining & set(labelled)
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match="python-docs, wikitext-103, tinystories"):
+        load_corpus("wikipedia-2019", verbose=False)
+    with pytest.raises(ValueError, match="python-docs-topics, sst2"):
+        load_classification("imdb", verbose=False)
+
+
+# ------------------------------------------------------------------------------------------ the Hub, offline
+
+
+@pytest.mark.parametrize("call", [lambda: load_corpus("wikitext-103"), lambda: load_corpus("tinystories"),
+                                  lambda: load_classification("sst2")])
+def test_hub_names_fail_fast_offline_with_one_line(call):
+    start = time.perf_counter()
+    with pytest.raises(OfflineError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and "HF_HUB_OFFLINE" in message and "python-docs" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no traceback from inside datasets
+    assert time.perf_counter() - start < 10
+
+
+def test_without_network_the_hub_is_not_even_tried(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(data.socket, "create_connection", _refuse)
+    monkeypatch.setattr(datasets, "load_dataset", _must_not_be_called)
+    with pytest.raises(OfflineError, match="cannot connect to .*load_corpus\\('python-docs'\\)"):
+        load_corpus("wikitext-103")
+
+
+def _refuse(*args, **kwargs):
+    raise OSError(101, "Network is unreachable")
+
+
+def _must_not_be_called(*args, **kwargs):
+    raise AssertionError("load_dataset was called without a network")
+
+
+def _wikitext_like(tmp_path):
+    """Files with the schema of Salesforce/wikitext: one paragraph or title per row, blank rows between."""
+    rows = ["", " = Valkyria Chronicles III = \n", "", " Senjō no Valkyria 3 is a game . \n",
+            " = = Gameplay = = \n", " It is a tactical role @-@ playing game . \n", "",
+            " = Tropical Storm Ana = \n", "", " Ana formed in April . \n", " It hit Florida . \n"]
+    files = {}
+    for split in ("train", "validation", "test"):
+        path = tmp_path / f"{split}.parquet"
+        datasets.Dataset.from_dict({"text": rows}).to_parquet(str(path))
+        files[split] = str(path)
+    return datasets.load_dataset("parquet", data_files=files)
+
+
+def test_hub_corpus_code_path_on_local_files_of_the_same_schema(tmp_path, monkeypatch):
+    local = _wikitext_like(tmp_path)
+    calls = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        calls.append((path, name))
+        return local
+
+    monkeypatch.setattr(data, "_hub_unreachable_reason", lambda: None)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    corpus = load_corpus("wikitext-103", verbose=False)
+    assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1")]
+    assert set(corpus) == {"train", "validation", "test"}
+    articles = corpus["train"]["text"]
+    assert len(articles) == 2  # grouped by top-level title; the "= = Gameplay = =" section stays inside
+    assert articles[0].split("\n") == ["= Valkyria Chronicles III =", "Senjō no Valkyria 3 is a game .",
+                                       "= = Gameplay = =", "It is a tactical role @-@ playing game ."]
+    assert articles[1].startswith("= Tropical Storm Ana =") and articles[1].endswith("It hit Florida .")
+
+
+def test_hub_classification_code_path_on_local_files_of_the_same_schema(tmp_path, monkeypatch):
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(
+        names=["negative", "positive"]), "idx": datasets.Value("int32")})
+    splits = {}
+    for split, labels in (("train", [0, 1, 1]), ("validation", [1, 0]), ("test", [-1, -1])):
+        rows = {"sentence": [f"{split} sentence {i} " for i in range(len(labels))], "label": labels,
+                "idx": list(range(len(labels)))}
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+        splits[split] = str(tmp_path / f"{split}.parquet")
+    local = datasets.load_dataset("parquet", data_files=splits, features=features)
+    monkeypatch.setattr(data, "_hub_unreachable_reason", lambda: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **k: local)
+    sst2 = load_classification("sst2", verbose=False)
+    assert set(sst2) == {"train", "validation"}  # GLUE's test labels are hidden
+    assert sst2["train"].column_names == ["text", "label"]
+    assert sst2["train"].features["label"].names == ["negative", "positive"]
+    assert list(sst2["validation"]["label"]) == [1, 0]
+
+
+def test_offline_switch_still_reads_the_local_hub_cache(tmp_path, monkeypatch):
+    local = _wikitext_like(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **k: local)
+    assert len(load_corpus("wikitext-103", verbose=False)["validation"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ local files
+
+
+def test_text_file_documents_are_separated_by_blank_lines(tmp_path):
+    docs = [f"Document {i} first line.\nDocument {i} second line." for i in range(40)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    corpus = load_corpus(path, verbose=False)
+    got = sorted(list(corpus["train"]["text"]) + list(corpus["validation"]["text"]))
+    assert got == sorted(docs)
+    assert all(data.stable_hash(t, "split") % 1000 < data.VALIDATION_PER_MILLE for t in corpus["validation"]["text"])
+
+
+def test_jsonl_and_parquet_files_with_given_splits(tmp_path):
+    train, valid = tmp_path / "train.jsonl", tmp_path / "valid.jsonl"
+    train.write_text("".join(json.dumps({"text": f"train {i}", "id": i}) + "\n" for i in range(5)))
+    valid.write_text(json.dumps({"text": "valid 0", "id": 0}) + "\n")
+    corpus = load_corpus({"train": train, "validation": str(valid)}, verbose=False)
+    assert list(corpus["train"]["text"]) == [f"train {i}" for i in range(5)]
+    assert list(corpus["validation"]["text"]) == ["valid 0"]
+    parquet = tmp_path / "c.parquet"
+    datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(30)]}).to_parquet(str(parquet))
+    corpus = load_corpus(str(parquet), verbose=False)
+    assert len(corpus["train"]) + len(corpus["validation"]) == 30
+
+
+def test_bad_local_files_get_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.txt: no such file"):
+        load_corpus(tmp_path / "missing.txt")
+    (tmp_path / "table.csv").write_text("text\nhello\n")
+    with pytest.raises(ValueError, match="unsupported file type.*parquet"):
+        load_corpus([tmp_path / "table.csv"])
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"body": "no text column"}) + "\n")
+    with pytest.raises(ValueError, match="no 'text' column \\(columns: body\\)"):
+        load_corpus(tmp_path / "rows.jsonl")

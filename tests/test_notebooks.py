@@ -1,0 +1,90 @@
+"""Notebook hygiene: what a reader sees on GitHub and what Colab runs. nbval executes them; this reads them."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from roberta_from_scratch import course
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# Paths of a developer's machine that must never show in committed outputs.
+MACHINE_PATHS = re.compile(r"(/home/\w|/root/|/Users/\w|/work/|/tmp/|/private/var/|[A-Z]:\\\\Users|site-packages)")
+
+
+def _code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def _output_text(output) -> str:
+    if output["output_type"] == "stream":
+        return "".join(output["text"])
+    if output["output_type"] == "error":
+        return "\n".join(output.get("traceback", []))
+    data = output.get("data", {})
+    return "".join("".join(v) if isinstance(v, list) else str(v) for k, v in data.items() if not k.startswith("image/"))
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def notebook(request):
+    return request.param, json.loads(request.param.read_text(encoding="utf-8"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_course_tour.ipynb"
+
+
+def test_title_badge_and_setup_cell(notebook):
+    path, nb = notebook
+    first, second = nb["cells"][0], nb["cells"][1]
+    assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# ")
+    assert course.badge(path.name) in "".join(first["source"])
+    assert second["cell_type"] == "code" and "".join(second["source"]) == course.setup_cell()
+
+
+def test_committed_from_a_clean_top_to_bottom_run(notebook):
+    _, nb = notebook
+    cells = _code_cells(nb)
+    assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1))
+    assert any(c["outputs"] for c in cells), "no outputs: execute it with `make execute` and commit"
+    errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+    assert not errors, [e["ename"] for e in errors]
+    stderr = [o for c in cells for o in c["outputs"] if o["output_type"] == "stream" and o["name"] == "stderr"
+              and ("Traceback" in "".join(o["text"]) or "Warning" in "".join(o["text"]))]
+    assert not stderr, ["".join(o["text"])[:200] for o in stderr]
+
+
+def test_outputs_show_no_paths_of_the_machine_that_ran_them(notebook):
+    _, nb = notebook
+    for cell in _code_cells(nb):
+        for output in cell["outputs"]:
+            match = MACHINE_PATHS.search(_output_text(output))
+            assert not match, f"cell {cell['execution_count']}: {match.group(0)!r} in its output"
+
+
+def test_size_under_two_megabytes(notebook):
+    path, _ = notebook
+    assert path.stat().st_size < 2 * 2**20
+
+
+def test_sync_is_idempotent_and_follows_the_repository_setting(tmp_path):
+    copy = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], copy)
+    assert course.sync_notebook(copy) is False  # committed notebooks are in sync
+    assert course.sync_notebook(copy, repository="someone/fork", branch="dev") is True
+    nb = json.loads(copy.read_text())
+    assert "github/someone/fork/blob/dev/notebooks/00_course_tour.ipynb" in "".join(nb["cells"][0]["source"])
+    assert "git+https://github.com/someone/fork@dev" in "".join(nb["cells"][1]["source"])
+    assert len(nb["cells"]) == len(json.loads(NOTEBOOKS[0].read_text())["cells"])  # replaced, not added
+
+
+def test_sync_adds_badge_and_setup_cell_to_a_bare_notebook(tmp_path):
+    bare = tmp_path / "09_new.ipynb"
+    bare.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# 09 · New"]}],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert course.sync_notebook(bare)
+    nb = json.loads(bare.read_text())
+    assert course.badge("09_new.ipynb") in "".join(nb["cells"][0]["source"])
+    assert "".join(nb["cells"][1]["source"]) == course.setup_cell()

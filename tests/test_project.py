@@ -1,0 +1,89 @@
+"""The project's own promises: dependencies stated once, the README's commands, CI, the course map."""
+
+import re
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from roberta_from_scratch import course
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONDA_TO_PYPI = {"pytorch": "torch"}  # conda-forge names that differ from the PyPI ones
+REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _parse(requirements) -> dict[str, str]:
+    parsed = {}
+    for requirement in requirements:
+        name, spec = REQUIREMENT.match(requirement.split(";")[0]).groups()
+        parsed[_normalize(CONDA_TO_PYPI.get(name, name))] = spec.replace(" ", "")
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject(pyproject):
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda, pip = [], []
+    for dep in env["dependencies"]:
+        (pip.extend(dep["pip"]) if isinstance(dep, dict) else conda.append(dep))
+    declared = _parse(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["test"])
+    in_env = _parse([d for d in conda if not d.startswith(("python", "pip"))] + [d for d in pip if d != "-e ."])
+    assert in_env == declared
+    assert "-e ." in pip and "conda-forge" in env["channels"]
+    python = next(d for d in conda if d.startswith("python"))
+    assert python.replace(" ", "") == "python" + pyproject["project"]["requires-python"].replace(" ", "")
+
+
+def test_dependencies_are_lower_bounds_not_pins(pyproject):
+    specs = _parse(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["test"])
+    for name in ("torch", "matplotlib", "tqdm", "datasets", "safetensors", "huggingface-hub", "regex", "bertviz",
+                 "jupyterlab", "pytest", "nbval", "hypothesis", "transformers"):
+        assert specs.get(name, "").startswith(">="), (name, specs.get(name))
+    assert not any("==" in s or "<" in s for s in specs.values()), specs
+
+
+def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^```(?:bash|sh)?\n(.*?)```", setup, flags=re.S | re.M)
+    assert [c.strip() for c in commands] == ["make lab", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, flags=re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: unit notebooks-test$", makefile, flags=re.M)
+    assert "-m pytest tests/" in makefile and "--nbval-lax" in makefile and "RFS_SCALE=smoke" in makefile
+
+
+def test_readme_course_map_is_the_packages():
+    assert course.map_table() in (ROOT / "README.md").read_text()
+
+
+def test_every_notebook_is_on_the_map_and_every_written_chapter_exists():
+    on_disk = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
+    on_map = {ch.notebook for ch in course.COURSE_MAP}
+    assert on_disk <= on_map
+    assert {ch.notebook for ch in course.COURSE_MAP if ch.minutes} == on_disk
+
+
+def test_data_card_describes_every_corpus():
+    card = (ROOT / "data" / "README.md").read_text()
+    from roberta_from_scratch.data import HUB_CLASSIFICATION, HUB_CORPORA
+
+    for name in ["python-docs", "python-docs-topics", *HUB_CORPORA, *HUB_CLASSIFICATION]:
+        assert f"`{name}`" in card, name
+    for source in [*HUB_CORPORA.values(), *HUB_CLASSIFICATION.values()]:
+        assert source.path in card
