@@ -20,16 +20,17 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import sys
 import sysconfig
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import datasets
+
+from . import hub
+from .hub import OfflineError  # noqa: F401  (re-exported: the error load_corpus raises offline)
 
 DATA_VERSION = 2  # bump when the way the python-docs corpus is built changes; old caches are then ignored
 DATA_DIR_ENV = "RFS_DATA_DIR"
@@ -65,10 +66,6 @@ TOPIC_CLASS_CAP = 170  # at most this many examples per class, and at most half 
 _MODULE_AREA = {module: area for area, modules in TOPIC_AREAS.items() for module in modules}
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "dist-packages", "ensurepip",
               "tkinter", "pydoc_data", "venv", "__pycache__", "__phello__"}
-
-
-class OfflineError(ConnectionError):
-    """A Hub data set was asked for and the Hub cannot be reached."""
 
 
 # --------------------------------------------------------------------------------------------------- locations
@@ -303,29 +300,13 @@ HUB_CLASSIFICATION: dict[str, HubSource] = {
 }
 
 
-def _hub_unreachable_reason() -> str | None:
-    """Why the Hub cannot be used now, or None when it can. Checks the offline switches, then one quick connect."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var}={os.environ[var]} is set"
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        return f"cannot connect to {host}: {exc.strerror or exc}"
-    return None
-
-
 def _load_hub(name: str, source: HubSource, offline_default: str) -> datasets.DatasetDict:
-    reason = _hub_unreachable_reason()
+    reason = hub.unreachable_reason()
     hint = (
         f"{name!r} ({source.path}) comes from the Hugging Face Hub, which cannot be used here ({reason}); "
         f"offline, use {offline_default} or a local .txt/.jsonl/.parquet file"
     )
-    if reason is not None and not reason.startswith("HF_"):
+    if reason is not None and hub.offline_switch() is None:
         raise OfflineError(hint)  # no network: fail now rather than after the Hub client's retries
     try:
         # With an offline switch set, a data set already in the local Hub cache still loads.

@@ -6,7 +6,7 @@ import time
 import datasets
 import pytest
 
-from roberta_from_scratch import OfflineError, data, load_classification, load_corpus
+from roberta_from_scratch import OfflineError, data, hub, load_classification, load_corpus
 
 
 # ------------------------------------------------------------------------------------------ python-docs corpus
@@ -125,7 +125,7 @@ def test_hub_names_fail_fast_offline_with_one_line(call):
 def test_without_network_the_hub_is_not_even_tried(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(data.socket, "create_connection", _refuse)
+    monkeypatch.setattr(hub.socket, "create_connection", _refuse)
     monkeypatch.setattr(datasets, "load_dataset", _must_not_be_called)
     with pytest.raises(OfflineError, match="cannot connect to .*load_corpus\\('python-docs'\\)"):
         load_corpus("wikitext-103")
@@ -160,7 +160,7 @@ def test_hub_corpus_code_path_on_local_files_of_the_same_schema(tmp_path, monkey
         calls.append((path, name))
         return local
 
-    monkeypatch.setattr(data, "_hub_unreachable_reason", lambda: None)
+    monkeypatch.setattr(hub, "unreachable_reason", lambda: None)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     corpus = load_corpus("wikitext-103", verbose=False)
     assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1")]
@@ -182,7 +182,7 @@ def test_hub_classification_code_path_on_local_files_of_the_same_schema(tmp_path
         datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
         splits[split] = str(tmp_path / f"{split}.parquet")
     local = datasets.load_dataset("parquet", data_files=splits, features=features)
-    monkeypatch.setattr(data, "_hub_unreachable_reason", lambda: None)
+    monkeypatch.setattr(hub, "unreachable_reason", lambda: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **k: local)
     sst2 = load_classification("sst2", verbose=False)
     assert set(sst2) == {"train", "validation"}  # GLUE's test labels are hidden
