@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit notebooks-test notebooks execute clean
+.PHONY: lab test unit notebooks-test notebooks execute bench clean
 
 # Create .venv and install the package with everything the course and its tests need. A torch already in .venv
 # (for example a CPU-only build installed first) is kept: the package asks only for a lower bound.
@@ -38,6 +38,10 @@ NB ?= notebooks/*.ipynb
 execute: $(STAMP)
 	RFS_SCALE=cpu HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=1200 $(NB)
+
+# Benchmarks (not tests): ours against the reference, side by side; results in benchmarks/results.md.
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python benchmarks/bench_tokenizer.py
 
 clean:
 	rm -rf $(VENV) data/cache .pytest_cache

@@ -1,0 +1,30 @@
+"""The benchmarks' results file: one Markdown section per benchmark, rewritten in place by the script that owns it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+HEADER = ("# Benchmark results\n\nWritten by the scripts in this folder (`make bench`); each section is replaced "
+          "when its script runs again. Ratios compare ours with the reference measured in the same process.\n")
+
+
+def machine_line(**versions: str) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    listed = ", ".join([f"python {platform.python_version()}", f"torch {torch.__version__}",
+                        *(f"{k} {v}" for k, v in versions.items())])
+    return f"Machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {listed}; {date.today()}."
+
+
+def write_section(name: str, body: str) -> None:
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
+    section = f"## {name}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", flags=re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
