@@ -30,11 +30,13 @@ class Chapter:
     minutes: tuple[str, str, str] | None  # measured run time at smoke / cpu / gpu; None while not yet written
 
 
+CPU_ONLY = "<1 (CPU work only)"  # a notebook that does no GPU work takes its cpu time at the gpu scale too
+
 COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("00_course_tour.ipynb", "Course tour", "nothing yet: check the environment, meet the data",
-            "the corpus's statistics and document lengths, the labelled set's class balance", ("0.2", "0.3", "0.3")),
+            "the corpus's statistics and document lengths, the labelled set's class balance", ("0.1", "0.3", CPU_ONLY)),
     Chapter("01_tokenizer.ipynb", "Byte-level BPE", "RoBERTa's tokenizer, trained on the corpus",
-            "merges as they are learned, the compression curve, ids equal to the reference", None),
+            "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.2", CPU_ONLY)),
     Chapter("02_attention.ipynb", "Attention", "scaled dot-product and multi-head self-attention",
             "attention maps, softmax saturation, the quadratic cost", None),
     Chapter("03_encoder.ipynb", "The encoder", "embeddings, post-LN layers, MLM and classification heads",
