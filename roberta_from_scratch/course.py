@@ -68,7 +68,7 @@ _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
     """The second cell of every notebook: install in Colab (never touching its torch), report everywhere."""
-    return f'''# Setup. In Colab: install the course package (torch stays as Colab ships it). Everywhere: versions, device, scale.
+    return f'''# Setup. In Colab: install the package (Colab's torch is kept). Everywhere: print versions, device, scale.
 import subprocess
 import sys
 
@@ -88,7 +88,8 @@ def map_table(chapters: tuple[Chapter, ...] = COURSE_MAP) -> str:
     lines = ["| notebook | you build | you see | smoke / cpu / gpu (min) |", "|---|---|---|---|"]
     for ch in chapters:
         times = " / ".join(ch.minutes) if ch.minutes else "coming"
-        lines.append(f"| [{ch.notebook[:2]} {ch.title}]({NOTEBOOK_DIR}/{ch.notebook}) | {ch.build} | {ch.see} | {times} |")
+        link = f"[{ch.notebook[:2]} {ch.title}]({NOTEBOOK_DIR}/{ch.notebook})"
+        lines.append(f"| {link} | {ch.build} | {ch.see} | {times} |")
     return "\n".join(lines)
 
 

@@ -173,10 +173,12 @@ def build_python_docs() -> tuple[datasets.DatasetDict, datasets.DatasetDict]:
     held_out: dict[str, tuple[str, str]] = {}  # key -> (area, split)
     for area, docs in by_area.items():
         docs.sort(key=lambda d: stable_hash(d["text"], "topics"))
-        chosen = sorted(docs[: min(TOPIC_CLASS_CAP, len(docs) // 2)], key=lambda d: stable_hash(d["text"], "topic-split"))
+        chosen = docs[: min(TOPIC_CLASS_CAP, len(docs) // 2)]
+        chosen.sort(key=lambda d: stable_hash(d["text"], "topic-split"))
         tenth = round(len(chosen) / 10)  # stratified: every split has the classes in the same proportions
         for rank, doc in enumerate(chosen):
-            held_out[_key(doc["text"])] = (area, "test" if rank < tenth else "validation" if rank < 2 * tenth else "train")
+            split = "test" if rank < tenth else "validation" if rank < 2 * tenth else "train"
+            held_out[_key(doc["text"])] = (area, split)
 
     corpus: dict[str, list[dict[str, str]]] = {"train": [], "validation": []}
     labelled: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
@@ -204,7 +206,8 @@ def build_python_docs() -> tuple[datasets.DatasetDict, datasets.DatasetDict]:
 
 
 def _python_docs_cache() -> Path:
-    return data_dir() / "cache" / f"python-docs-py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}-v{DATA_VERSION}"
+    version = ".".join(map(str, sys.version_info[:3]))
+    return data_dir() / "cache" / f"python-docs-py{version}-v{DATA_VERSION}"
 
 
 class _quiet_datasets:

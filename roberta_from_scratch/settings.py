@@ -127,10 +127,12 @@ def pick_device(name: str | None = None) -> torch.device:
     if name is not None:
         kind = torch.device(name).type
         if kind == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use cpu or unset {DEVICE_ENV}")
+            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; "
+                               f"use cpu or unset {DEVICE_ENV}")
         if kind == "mps" and not _mps_usable():
             raise RuntimeError(
-                f"device {name!r} was asked for but MPS is not available (or torch < 2.9); use cpu or unset {DEVICE_ENV}"
+                f"device {name!r} was asked for but MPS is not available (or torch < 2.9); "
+                f"use cpu or unset {DEVICE_ENV}"
             )
         return torch.device(name)
     if torch.cuda.is_available():

@@ -19,7 +19,8 @@ def test_corpus_is_real_prose_of_the_expected_size(python_docs):
     stats = data.corpus_statistics(corpus)
     total = sum(s["characters"] for s in stats.values())
     assert 1_000_000 < total < 4_000_000, total  # about 1.6 MB on CPython 3.11
-    assert 0.03 < stats["validation"]["documents"] / (stats["train"]["documents"] + stats["validation"]["documents"]) < 0.08
+    documents = stats["train"]["documents"] + stats["validation"]["documents"]
+    assert 0.03 < stats["validation"]["documents"] / documents < 0.08
     assert {"module", "class", "function", "topic"} == set(corpus["train"]["kind"])
     words = stats["train"]["words"]
     assert 5.0 < stats["train"]["characters"] / words < 9.0  # English-like characters per word, not code or noise
