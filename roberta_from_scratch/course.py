@@ -31,6 +31,7 @@ class Chapter:
 
 
 CPU_ONLY = "<1 (CPU work only)"  # a notebook that does no GPU work takes its cpu time at the gpu scale too
+NOT_MEASURED = "not yet measured"
 
 COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("00_course_tour.ipynb", "Course tour", "nothing yet: check the environment, meet the data",
@@ -38,7 +39,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("01_tokenizer.ipynb", "Byte-level BPE", "RoBERTa's tokenizer, trained on the corpus",
             "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.2", CPU_ONLY)),
     Chapter("02_attention.ipynb", "Attention", "scaled dot-product and multi-head self-attention",
-            "attention maps, softmax saturation, the quadratic cost", None),
+            "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.3", NOT_MEASURED)),
     Chapter("03_encoder.ipynb", "The encoder", "embeddings, post-LN layers, MLM and classification heads",
             "parameter counts, logits equal to transformers, fill-mask with the official weights", None),
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
