@@ -1,4 +1,5 @@
-"""The Hugging Face Hub, used only when it can be reached: whether it can, and fetching files from it.
+"""The Hugging Face Hub and its file layout: whether the Hub can be reached, fetching from it, and reading and
+writing models as transformers does (config.json + model.safetensors with transformers' parameter names).
 
 Everything the course does offline has a Hub twin (WikiText-103, SST-2, the official roberta-base weights). This
 module decides quickly whether the Hub is usable, so that offline a request fails at once with one line that says
@@ -7,10 +8,16 @@ what to use instead, rather than after the Hub client's retries with a traceback
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+
+logger = logging.getLogger("roberta_from_scratch")
 
 OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
@@ -60,3 +67,160 @@ def download(repo_id: str, filenames: list[str], offline_hint: str) -> dict[str,
         if reason is None:
             raise
         raise OfflineError(message) from None
+
+
+# ------------------------------------------------------------------------------------- transformers' file layout
+
+CONFIG_FILE, SAFETENSORS_FILE, PYTORCH_FILE = "config.json", "model.safetensors", "pytorch_model.bin"
+
+# Our parameter names -> transformers' (RobertaForMaskedLM / RobertaForSequenceClassification), one rule per line.
+_OURS_TO_HF = [
+    (r"^(roberta\.)?embeddings\.norm\.", r"\1embeddings.LayerNorm."),
+    (r"^(roberta\.)?layers\.(\d+)\.attention\.(query|key|value)\.", r"\1encoder.layer.\2.attention.self.\3."),
+    (r"^(roberta\.)?layers\.(\d+)\.attention\.output\.", r"\1encoder.layer.\2.attention.output.dense."),
+    (r"^(roberta\.)?layers\.(\d+)\.attention_norm\.", r"\1encoder.layer.\2.attention.output.LayerNorm."),
+    (r"^(roberta\.)?layers\.(\d+)\.ffn_in\.", r"\1encoder.layer.\2.intermediate.dense."),
+    (r"^(roberta\.)?layers\.(\d+)\.ffn_out\.", r"\1encoder.layer.\2.output.dense."),
+    (r"^(roberta\.)?layers\.(\d+)\.ffn_norm\.", r"\1encoder.layer.\2.output.LayerNorm."),
+]
+_HF_TO_OURS = [
+    (r"^(roberta\.)?embeddings\.LayerNorm\.", r"\1embeddings.norm."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"\1layers.\2.attention.\3."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"\1layers.\2.attention.output."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"\1layers.\2.attention_norm."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.intermediate\.dense\.", r"\1layers.\2.ffn_in."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.output\.dense\.", r"\1layers.\2.ffn_out."),
+    (r"^(roberta\.)?encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"\1layers.\2.ffn_norm."),
+]
+# Keys a transformers checkpoint may carry that we do not use, and that are no cause for a message: the pooler
+# (our heads do not use it), the decoder's copies of tied tensors, buffers, and fairseq-era leftovers.
+_IGNORED = re.compile(r"(^|\.)pooler\.|^lm_head\.decoder\.(weight|bias)$|position_ids$|token_type_ids$|"
+                      r"^(roberta\.)?embeddings\.position_ids")
+
+
+def _rename(key: str, rules) -> str:
+    for pattern, replacement in rules:
+        new, n = re.subn(pattern, replacement, key)
+        if n:
+            return new
+    return key
+
+
+def to_hf_state_dict(model) -> dict:
+    """Our state dict with transformers' key names (tied decoder weight left out, as transformers does)."""
+    return {_rename(k, _OURS_TO_HF): v for k, v in model.state_dict().items()}
+
+
+def read_state_dict(path: Path) -> dict:
+    """Tensors from a safetensors file, or from a .bin with ``torch.load(weights_only=True)`` (no pickled code)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or not a checkpoint at all
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc}); the file may be "
+                         "truncated or corrupt: download or save it again") from None
+
+
+@dataclass
+class LoadReport:
+    """What loading found: keys the model wanted but the file lacked (newly initialised) and keys it did not use."""
+
+    missing: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"newly initialised (not in the checkpoint): {_summarise(self.missing)}")
+        if self.unused:
+            parts.append(f"in the checkpoint but not used: {_summarise(self.unused)}")
+        return "; ".join(parts) or "all weights loaded"
+
+
+def _summarise(keys: list[str]) -> str:
+    prefixes = sorted({".".join(k.split(".")[:2]) for k in keys})
+    return ", ".join(prefixes) if len(keys) > 6 else ", ".join(keys)
+
+
+def load_state_dict_into(model, state: dict) -> LoadReport:
+    """Copy a transformers-named (or our-named) state dict into ``model``. Shape mismatches are an error that lists
+    them all; missing and unused keys are reported (``model.load_report``), as transformers does."""
+    import torch
+
+    ours = model.state_dict()
+    has_prefix = any(k.startswith("roberta.") for k in ours)
+    renamed = {}
+    for key, tensor in state.items():
+        if _IGNORED.search(key):
+            continue
+        new = _rename(key, _HF_TO_OURS)
+        if has_prefix and not new.startswith(("roberta.", "lm_head.", "classifier.")):
+            new = "roberta." + new  # a bare RobertaModel checkpoint into a model with a head
+        elif not has_prefix and new.startswith("roberta."):
+            new = new[len("roberta."):]  # a checkpoint with a head into a bare RobertaModel
+        renamed[new] = tensor
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
+                  for k, v in renamed.items() if k in ours and tuple(v.shape) != tuple(ours[k].shape)]
+    if mismatched:
+        shown = mismatched[:12] + ([f"... and {len(mismatched) - 12} more"] if len(mismatched) > 12 else [])
+        raise ValueError(f"the checkpoint does not fit this model's shapes (is the config right?), "
+                         f"{len(mismatched)} tensors:\n  " + "\n  ".join(shown))
+    report = LoadReport(missing=sorted(k for k in ours if k not in renamed),
+                        unused=sorted(k for k in renamed if k not in ours))
+    with torch.no_grad():
+        for key, tensor in renamed.items():
+            if key in ours:
+                ours[key].copy_(tensor)
+    return report
+
+
+def load_pretrained(cls, name_or_path, **config_overrides):
+    """Build ``cls`` from a directory or Hub model with config.json + model.safetensors (or pytorch_model.bin)."""
+    from .config import RobertaConfig
+
+    path = Path(name_or_path)
+    if path.is_dir():
+        config_path = path / CONFIG_FILE
+        weights = path / SAFETENSORS_FILE if (path / SAFETENSORS_FILE).is_file() else path / PYTORCH_FILE
+        if not config_path.is_file() or not weights.is_file():
+            missing = CONFIG_FILE if not config_path.is_file() else f"{SAFETENSORS_FILE} (or {PYTORCH_FILE})"
+            raise FileNotFoundError(f"{path}: {missing} is missing; save a model with .save_pretrained(directory)")
+    elif path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
+        raise FileNotFoundError(f"{name_or_path}: not a model directory (config.json + model.safetensors), nor a "
+                                "Hub model id such as 'FacebookAI/roberta-base'")
+    else:
+        files = download(str(name_or_path), [CONFIG_FILE, SAFETENSORS_FILE],
+                         "offline, build a model from a RobertaConfig or load a saved directory")
+        config_path, weights = files[CONFIG_FILE], files[SAFETENSORS_FILE]
+    config = RobertaConfig.from_dict({**json.loads(config_path.read_text()), **config_overrides})
+    model = cls(config)
+    model.load_report = load_state_dict_into(model, read_state_dict(weights))
+    if model.load_report.missing or model.load_report.unused:
+        logger.info("%s from %s: %s", cls.__name__, name_or_path, model.load_report)
+    return model.eval()
+
+
+def save_pretrained(model, directory) -> Path:
+    """config.json (with ``architectures``) and model.safetensors in transformers' layout, each written atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
+    _atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model).items()}
+    tmp = directory / (SAFETENSORS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / SAFETENSORS_FILE)
+    return directory
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,129 @@
+"""The model's configuration, with Hugging Face's field names so that ``config.json`` works both ways (notebook 03).
+
+The defaults are roberta-base's (not ``transformers.RobertaConfig()``'s, which are BERT's: 512 positions, two token
+types, LayerNorm eps 1e-12). Presets give the sizes the course trains at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# name: (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size)
+PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (128, 2, 2, 512),  # tests and the smoke scale
+    "mini": (256, 4, 4, 1024),  # a laptop CPU in minutes
+    "small": (512, 4, 8, 2048),  # a free Colab T4 in half an hour
+    "base": (768, 12, 12, 3072),  # roberta-base: 124,697,433 parameters with the MLM head
+    "large": (1024, 24, 16, 4096),  # roberta-large
+}
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu")
+
+
+@dataclass
+class RobertaConfig:
+    vocab_size: int = 50265
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"  # exact (erf) GELU, as fairseq and roberta-base use
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 514  # 512 tokens + the padding offset (positions start at pad_token_id + 1)
+    type_vocab_size: int = 1  # RoBERTa has no segments; the one row is kept so the official weights load
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+    classifier_dropout: float | None = None  # None: hidden_dropout_prob
+    num_labels: int = 2
+    id2label: dict[int, str] | None = field(default=None)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size", "num_labels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}={value!r}: must be a positive integer")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of "
+                             f"num_attention_heads={self.num_attention_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act={self.hidden_act!r}: use one of {', '.join(ACTIVATIONS)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
+        if self.max_position_embeddings <= self.pad_token_id + 1:
+            raise ValueError(f"max_position_embeddings={self.max_position_embeddings} leaves no position after the "
+                             f"padding offset {self.pad_token_id + 1}")
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            self.num_labels = len(self.id2label)
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest sequence the position table allows (512 for 514 rows): positions start after padding."""
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> RobertaConfig:
+        """``tiny``, ``mini``, ``small``, ``base`` or ``large``; keyword arguments override any field."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+        hidden, layers, heads, intermediate = PRESETS[name]
+        return cls(**{"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                      "intermediate_size": intermediate, **overrides})
+
+    def to_dict(self) -> dict:
+        """A transformers-compatible ``config.json`` dictionary."""
+        d = dataclasses.asdict(self)
+        id2label = d.pop("id2label")
+        if id2label is not None:
+            d["id2label"] = {str(k): v for k, v in id2label.items()}
+            d["label2id"] = {v: k for k, v in id2label.items()}
+        else:
+            d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+            d["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
+        return {"model_type": "roberta", **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RobertaConfig:
+        """From a ``config.json`` dictionary (ours or transformers'); fields we do not use are ignored."""
+        if d.get("model_type", "roberta") not in ("roberta", "xlm-roberta"):
+            raise ValueError(f"config is for model_type={d['model_type']!r}, not 'roberta'")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        id2label = d.get("id2label")
+        if id2label and not all(str(v) == f"LABEL_{k}" for k, v in id2label.items()):
+            kwargs["id2label"] = id2label
+        else:
+            kwargs.pop("id2label", None)
+            if id2label:
+                kwargs["num_labels"] = len(id2label)
+        return cls(**kwargs)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RobertaConfig:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no config.json (a model directory holds config.json and "
+                                    "model.safetensors; write one with save_pretrained)")
+        return cls.from_dict(json.loads(path.read_text()))

@@ -1,0 +1,323 @@
+"""The RoBERTa encoder in one file, read top to bottom (notebook 03).
+
+    ids -> embeddings (token + position, LayerNorm, dropout)
+        -> N x post-LN layer: x = LN(x + Dropout(Attention(x)));  x = LN(x + Dropout(W2 GELU(W1 x)))
+        -> a head: masked-language modelling (dense, GELU, LN, decoder tied to the token embeddings)
+                   or classification on <s> (dropout, dense, tanh, dropout, out_proj)
+
+Liu et al. 2019 (arXiv 1907.11692) kept BERT's architecture (Devlin et al. 2019, arXiv 1810.04805) and changed the
+training. The numbers equal transformers' ``RobertaForMaskedLM`` and ``RobertaForSequenceClassification`` within
+1e-5 in fp32 (tested), and ``from_pretrained``/``save_pretrained`` read and write their files (``hub.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadSelfAttention
+from .config import RobertaConfig
+
+IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' and PyTorch's convention)
+
+ACTIVATION = {
+    "gelu": F.gelu,  # exact, with erf
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns. ``hidden_states``: the embeddings' output then each layer's, ``num_layers + 1``
+    tensors (batch, seq, hidden). ``attentions``: one (batch, heads, seq, seq) tensor per layer, bertviz's format."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------- embeddings
+
+
+def create_position_ids(input_ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """Positions as fairseq counts them: real tokens get padding_idx + 1, + 2, ...; padding gets padding_idx.
+
+    With <pad> = 1 a sequence's positions are 2, 3, 4, ... and the table needs 512 + 2 = 514 rows for 512 tokens;
+    rows 0 and 1 are never used for real tokens (row 1, the padding row, is kept at zero).
+    """
+    real = input_ids.ne(padding_idx).int()
+    return (torch.cumsum(real, dim=1) * real).long() + padding_idx
+
+
+class RobertaEmbeddings(nn.Module):
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.padding_idx = config.pad_token_id
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size,
+                                                padding_idx=config.pad_token_id)
+        # One row, added to every token: kept only so that the official weights load one to one.
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = create_position_ids(input_ids, self.padding_idx)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings.weight[0]
+        return self.dropout(self.norm(x))
+
+
+# ----------------------------------------------------------------------------------------------- the layer
+
+
+class RobertaLayer(nn.Module):
+    """Post-LN, as in BERT and RoBERTa: each sub-block's output is added to its input, then normalised."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(config.hidden_size, config.num_attention_heads,
+                                                dropout=config.attention_probs_dropout_prob)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = ACTIVATION[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(x, attention_mask, output_attentions)
+        x = self.attention_norm(x + self.dropout(attended))
+        x = self.ffn_norm(x + self.dropout(self.ffn_out(self.activation(self.ffn_in(x)))))
+        return x, weights
+
+
+# ----------------------------------------------------------------------------------------------- the encoder
+
+
+class RobertaPreTrainedModel(nn.Module):
+    """Initialisation, input checks, and HF-format files, shared by the model classes."""
+
+    config: RobertaConfig
+
+    def init_weights(self) -> None:
+        """RoBERTa's initialisation: N(0, 0.02) for linear and embedding weights, zero biases and padding rows,
+        LayerNorm weight 1 and bias 0. Tied weights are shared, so they are initialised once."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, RobertaLMHead):
+                nn.init.zeros_(module.bias)
+
+    def check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        """Bad input fails here, with the fix in the message, not deep inside an embedding lookup."""
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be a (batch, seq) tensor of token ids, got {shape}")
+        if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+            raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+        low, high = torch.aminmax(input_ids)
+        if low < 0 or high >= self.config.vocab_size:
+            bad = int(low) if low < 0 else int(high)
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.config.vocab_size}): was the "
+                             "tokenizer trained with a different vocabulary size than the model?")
+        if input_ids.size(1) > self.config.max_tokens:
+            raise ValueError(f"sequence of {input_ids.size(1)} tokens is longer than the {self.config.max_tokens} "
+                             f"the position table allows (max_position_embeddings={self.config.max_position_embeddings}"
+                             "); truncate it, e.g. tokenizer(texts, max_length=...)")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
+                             f"{tuple(input_ids.shape)}, the shape of input_ids (1 = token, 0 = padding)")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # a tied matrix is one parameter, counted once
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **config_overrides):
+        """Load a directory or Hub model in transformers' layout (config.json + model.safetensors)."""
+        from .hub import load_pretrained
+
+        return load_pretrained(cls, name_or_path, **config_overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike):
+        """Write config.json and model.safetensors with transformers' key names, each file atomically."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, directory)
+
+
+class RobertaModel(RobertaPreTrainedModel):
+    """Embeddings and the stack of layers: token ids in, one contextual vector per token out. No pooler (RoBERTa's
+    heads do not use it, and roberta-base ships none)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = RobertaEmbeddings(config)
+        self.layers = nn.ModuleList(RobertaLayer(config) for _ in range(config.num_hidden_layers))
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
+        self.check_inputs(input_ids, attention_mask)
+        x = self.embeddings(input_ids)
+        hidden_states, attentions = [x], []
+        for layer in self.layers:
+            x, weights = layer(x, attention_mask, output_attentions)
+            hidden_states.append(x)
+            attentions.append(weights)
+        return ModelOutput(last_hidden_state=x,
+                           hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                           attentions=tuple(attentions) if output_attentions else None)
+
+
+# ----------------------------------------------------------------------------------------------- heads
+
+
+class RobertaLMHead(nn.Module):
+    """dense -> GELU -> LayerNorm -> decoder. The decoder's weight *is* the token-embedding matrix (tied), so the
+    model scores a vector against every token's embedding; it adds a bias of its own."""
+
+    def __init__(self, config: RobertaConfig, embeddings: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = ACTIVATION[config.hidden_act]
+        self.embeddings = [embeddings]  # a list: borrowed, not registered twice
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer_norm(self.activation(self.dense(x)))
+        return F.linear(x, self.embeddings[0].weight, self.bias)
+
+
+class RobertaClassificationHead(nn.Module):
+    """On the <s> token's vector: dropout -> dense -> tanh -> dropout -> out_proj."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(hidden[:, 0])  # <s>
+        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
+
+
+class RobertaForMaskedLM(RobertaPreTrainedModel):
+    """The pretraining model. With ``labels`` (the original ids at masked positions, -100 elsewhere), the head runs
+    only on the labelled positions, as fairseq does (``masked_tokens``): with 15% masking that is about 7x less
+    work in the largest matrix product, and the loss is the same. ``logits`` is then (num_labelled, vocab_size);
+    without labels it is (batch, seq, vocab_size)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.roberta = RobertaModel(config)
+        self.lm_head = RobertaLMHead(config, self.roberta.embeddings.word_embeddings)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> ModelOutput:
+        out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
+        loss = None
+        if labels is None:
+            logits = self.lm_head(out.last_hidden_state)
+        else:
+            if tuple(labels.shape) != tuple(input_ids.shape):
+                raise ValueError(f"labels have shape {tuple(labels.shape)}; expected {tuple(input_ids.shape)}, "
+                                 "the shape of input_ids (-100 where there is nothing to predict)")
+            selected = labels != IGNORE_INDEX
+            logits = self.lm_head(out.last_hidden_state[selected])  # (num_labelled, vocab)
+            targets = labels[selected]
+            # No labelled position at all: a zero loss that still has a graph, instead of the NaN of an empty mean.
+            loss = F.cross_entropy(logits.float(), targets) if targets.numel() else logits.sum() * 0.0
+        return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
+                           hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class RobertaForSequenceClassification(RobertaPreTrainedModel):
+    """The finetuning model: the classification head on <s>. ``num_labels == 1`` is regression (MSE loss)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.roberta = RobertaModel(config)
+        self.classifier = RobertaClassificationHead(config)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> ModelOutput:
+        out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
+        logits = self.classifier(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                if labels.dim() != 1 or labels.size(0) != input_ids.size(0):
+                    raise ValueError(f"labels have shape {tuple(labels.shape)}; expected ({input_ids.size(0)},), "
+                                     "one class index per sequence")
+                if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
+                    raise ValueError(f"label {int(labels.max() if labels.max() >= 0 else labels.min())} is outside "
+                                     f"[0, {self.config.num_labels}): set num_labels in the config")
+                loss = F.cross_entropy(logits.float(), labels)
+        return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
+                           hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameters by component: embeddings, attention, feed-forward, LayerNorms, heads (tied weights once)."""
+    groups = {"token embeddings": 0, "position + type embeddings": 0, "attention": 0, "feed-forward": 0,
+              "LayerNorm": 0, "MLM head": 0, "classification head": 0}
+    for name, p in model.named_parameters():
+        if "word_embeddings" in name:
+            key = "token embeddings"
+        elif "position_embeddings" in name or "token_type" in name:
+            key = "position + type embeddings"
+        elif "lm_head" in name:
+            key = "MLM head"
+        elif "classifier" in name:
+            key = "classification head"
+        elif "norm" in name:
+            key = "LayerNorm"
+        elif ".attention." in name:
+            key = "attention"
+        else:
+            key = "feed-forward"
+        groups[key] += p.numel()
+    return {k: v for k, v in groups.items() if v}
+
+
+def estimate_flops_per_token(config: RobertaConfig, seq_len: int) -> float:
+    """Training flops per token, 6N + 12 L H Q T (Kaplan et al. 2020; PaLM App. B), N = non-embedding weights."""
+    h, layers = config.hidden_size, config.num_hidden_layers
+    n = layers * (4 * h * h + 2 * h * config.intermediate_size)
+    return 6 * n + 12 * layers * config.num_attention_heads * config.head_dim * seq_len

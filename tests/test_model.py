@@ -1,0 +1,248 @@
+"""The encoder against transformers: random models both ways, logits, hidden states, attentions, losses, files."""
+
+import json
+
+import pytest
+import torch
+
+from roberta_from_scratch import OfflineError
+from roberta_from_scratch.config import RobertaConfig
+from roberta_from_scratch.model import (
+    RobertaForMaskedLM,
+    RobertaForSequenceClassification,
+    RobertaModel,
+    count_parameters,
+    create_position_ids,
+)
+
+transformers = pytest.importorskip("transformers")
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+CONFIGS = {
+    "odd": dict(vocab_size=101, hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
+                max_position_embeddings=40),
+    "four-heads": dict(vocab_size=257, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                       intermediate_size=64, max_position_embeddings=24, hidden_act="gelu"),
+    "one-layer-tanh": dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=24, max_position_embeddings=20, hidden_act="gelu_new"),
+}
+
+
+def hf_config(fields, **extra):
+    # transformers' defaults are BERT's: every RoBERTa-specific field is set explicitly.
+    return transformers.RobertaConfig(**{"type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
+                                         "bos_token_id": 0, "eos_token_id": 2, **fields, **extra},
+                                      attn_implementation="eager")
+
+
+def padded_batch(vocab_size, lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, vocab_size, (len(lengths), width), generator=g)
+    ids[:, 0] = 0
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, n - 1] = 2
+        ids[row, n:] = 1
+        mask[row, :n] = 1
+    return ids, mask
+
+
+def assert_same_outputs(ours, theirs, ids, mask):
+    a = ours(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    b = theirs(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    torch.testing.assert_close(a.logits, b.logits, **TOL)
+    assert len(a.hidden_states) == len(b.hidden_states) and len(a.attentions) == len(b.attentions)
+    for x, y in zip(a.hidden_states, b.hidden_states):
+        torch.testing.assert_close(x, y, **TOL)
+    for x, y in zip(a.attentions, b.attentions):
+        torch.testing.assert_close(x, y, **TOL)
+    fast = ours(ids, attention_mask=mask)  # the SDPA path, without weights
+    torch.testing.assert_close(fast.logits, b.logits, **TOL)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("kind", ["mlm", "classification"])
+def test_random_transformers_model_loads_into_ours_and_back(name, kind, tmp_path):
+    torch.manual_seed(0)
+    fields = CONFIGS[name]
+    hf_cls = transformers.RobertaForMaskedLM if kind == "mlm" else transformers.RobertaForSequenceClassification
+    ours_cls = RobertaForMaskedLM if kind == "mlm" else RobertaForSequenceClassification
+    theirs = hf_cls(hf_config(fields, num_labels=3)).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = ours_cls.from_pretrained(tmp_path / "hf")
+    assert not ours.load_report.missing and not ours.load_report.unused, ours.load_report
+    ids, mask = padded_batch(fields["vocab_size"], [9, 5, 2, 7])
+    assert_same_outputs(ours, theirs, ids, mask)
+
+    # and the other way: ours saved, transformers loads it and agrees
+    torch.manual_seed(1)
+    fresh = ours_cls(RobertaConfig(**fields, num_labels=3)).eval()
+    fresh.save_pretrained(tmp_path / "ours")
+    back = hf_cls.from_pretrained(tmp_path / "ours", attn_implementation="eager").eval()
+    assert_same_outputs(fresh, back, ids, mask)
+
+
+def test_mlm_loss_equals_transformers_and_the_head_runs_only_on_labelled_positions(tmp_path):
+    torch.manual_seed(2)
+    fields = CONFIGS["odd"]
+    theirs = transformers.RobertaForMaskedLM(hf_config(fields)).eval()
+    theirs.save_pretrained(tmp_path)
+    ours = RobertaForMaskedLM.from_pretrained(tmp_path)
+    ids, mask = padded_batch(fields["vocab_size"], [12, 8, 3])
+    labels = torch.full_like(ids, -100)
+    chosen = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(3)) < 0.3) & mask.bool()
+    labels[chosen] = ids[chosen]
+    out = ours(ids, attention_mask=mask, labels=labels)
+    ref = theirs(ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out.loss, ref.loss, **TOL)
+    assert out.logits.shape == (int(chosen.sum()), fields["vocab_size"])  # sparse: only the labelled positions
+    dense = ours(ids, attention_mask=mask).logits
+    torch.testing.assert_close(out.logits, dense[chosen], **TOL)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(dense.view(-1, dense.size(-1)),
+                                                                           labels.view(-1)), **TOL)
+    none = ours(ids, attention_mask=mask, labels=torch.full_like(ids, -100))
+    assert none.loss.item() == 0.0 and none.loss.grad_fn is not None  # zero, not NaN, and still differentiable
+
+
+def test_classification_loss_equals_transformers(tmp_path):
+    torch.manual_seed(4)
+    fields = CONFIGS["four-heads"]
+    for num_labels, labels in [(3, torch.tensor([0, 2, 1])), (1, torch.tensor([0.5, -1.0, 2.0]))]:
+        theirs = transformers.RobertaForSequenceClassification(hf_config(fields, num_labels=num_labels)).eval()
+        theirs.save_pretrained(tmp_path / str(num_labels))
+        ours = RobertaForSequenceClassification.from_pretrained(tmp_path / str(num_labels))
+        ids, mask = padded_batch(fields["vocab_size"], [10, 6, 4])
+        torch.testing.assert_close(ours(ids, mask, labels=labels).loss, theirs(ids, attention_mask=mask,
+                                                                                labels=labels).loss, **TOL)
+
+
+def test_gradients_equal_transformers(tmp_path):
+    torch.manual_seed(5)
+    fields = CONFIGS["four-heads"]
+    theirs = transformers.RobertaForMaskedLM(hf_config(fields)).eval()
+    theirs.save_pretrained(tmp_path)
+    ours = RobertaForMaskedLM.from_pretrained(tmp_path)
+    ids, mask = padded_batch(fields["vocab_size"], [8, 5])
+    labels = torch.where(mask.bool() & (torch.arange(8) % 3 == 1), ids, torch.full_like(ids, -100))
+    ours(ids, mask, labels=labels).loss.backward()
+    theirs(ids, attention_mask=mask, labels=labels).loss.backward()
+    named = dict(theirs.named_parameters())
+    torch.testing.assert_close(ours.roberta.embeddings.word_embeddings.weight.grad,
+                               named["roberta.embeddings.word_embeddings.weight"].grad, **TOL)
+    torch.testing.assert_close(ours.roberta.layers[1].attention.query.weight.grad,
+                               named["roberta.encoder.layer.1.attention.self.query.weight"].grad, **TOL)
+    torch.testing.assert_close(ours.lm_head.bias.grad, named["lm_head.bias"].grad, **TOL)
+
+
+def test_checkpoints_with_a_pooler_or_another_head_load_with_a_report(tmp_path):
+    torch.manual_seed(6)
+    fields = CONFIGS["odd"]
+    transformers.RobertaModel(hf_config(fields)).save_pretrained(tmp_path / "base")  # has a pooler
+    bare = RobertaModel.from_pretrained(tmp_path / "base")
+    assert not bare.load_report.missing and not bare.load_report.unused  # the pooler is expected: no complaint
+    mlm = RobertaForMaskedLM.from_pretrained(tmp_path / "base")
+    assert set(mlm.load_report.missing) == {"lm_head.bias", "lm_head.dense.bias", "lm_head.dense.weight",
+                                            "lm_head.layer_norm.bias", "lm_head.layer_norm.weight"}
+    transformers.RobertaForMaskedLM(hf_config(fields)).save_pretrained(tmp_path / "mlm")
+    classifier = RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", num_labels=4)
+    assert all(k.startswith("classifier.") for k in classifier.load_report.missing)
+    assert all(k.startswith("lm_head.") for k in classifier.load_report.unused)
+    assert "newly initialised" in str(classifier.load_report) and "not used" in str(classifier.load_report)
+    assert classifier.config.num_labels == 4
+
+
+def test_config_json_both_ways(tmp_path):
+    ours = RobertaConfig.from_preset("tiny", vocab_size=8000, id2label={0: "neg", 1: "pos"})
+    ours.save(tmp_path)
+    theirs = transformers.RobertaConfig.from_pretrained(tmp_path)
+    for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                  "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id", "hidden_act"):
+        assert getattr(theirs, field) == getattr(ours, field), field
+    assert theirs.id2label == {0: "neg", 1: "pos"}
+    theirs.save_pretrained(tmp_path / "hf")
+    assert RobertaConfig.load(tmp_path / "hf") == ours
+    assert RobertaConfig.from_dict(transformers.RobertaConfig(num_labels=5).to_dict()).num_labels == 5
+
+
+def test_parameter_counts_of_the_official_sizes():
+    base = RobertaConfig.from_preset("base")
+    assert RobertaForMaskedLM(base).num_parameters() == 124_697_433
+    assert RobertaForSequenceClassification(RobertaConfig.from_preset("base", num_labels=3)).num_parameters() == 124_647_939
+    assert RobertaModel(base).num_parameters() == 124_055_040
+    groups = count_parameters(RobertaForMaskedLM(RobertaConfig.from_preset("tiny", vocab_size=1000)))
+    assert groups["token embeddings"] == 1000 * 128 and groups["attention"] == 2 * 4 * (128 * 128 + 128)
+
+
+def test_initialisation_follows_roberta():
+    torch.manual_seed(7)
+    model = RobertaForMaskedLM(RobertaConfig.from_preset("mini", vocab_size=5000))
+    weight = model.roberta.layers[0].ffn_in.weight
+    assert abs(weight.std().item() - 0.02) < 0.001 and abs(weight.mean().item()) < 0.001
+    assert (model.roberta.layers[0].ffn_in.bias == 0).all() and (model.lm_head.bias == 0).all()
+    assert (model.roberta.embeddings.word_embeddings.weight[1] == 0).all()  # <pad>
+    assert (model.roberta.embeddings.position_embeddings.weight[1] == 0).all()
+    norm = model.roberta.layers[0].ffn_norm
+    assert (norm.weight == 1).all() and (norm.bias == 0).all()
+    assert model.lm_head.embeddings[0].weight is model.roberta.embeddings.word_embeddings.weight  # tied
+
+
+def test_position_ids_start_after_padding():
+    ids = torch.tensor([[0, 7, 8, 2, 1, 1], [0, 9, 2, 1, 1, 1]])
+    assert create_position_ids(ids, padding_idx=1).tolist() == [[2, 3, 4, 5, 1, 1], [2, 3, 4, 1, 1, 1]]
+
+
+def test_bad_input_gets_clear_errors(tmp_path):
+    model = RobertaForMaskedLM(RobertaConfig(**CONFIGS["odd"])).eval()
+    with pytest.raises(ValueError, match=r"token id 101 is outside the vocabulary \[0, 101\)"):
+        model(torch.tensor([[0, 101, 2]]))
+    with pytest.raises(ValueError, match=r"token id -1 is outside"):
+        model(torch.tensor([[0, -1, 2]]))
+    with pytest.raises(ValueError, match="longer than the 38 the position table allows"):
+        model(torch.zeros(1, 39, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 2\); expected \(1, 3\)"):
+        model(torch.tensor([[0, 5, 2]]), attention_mask=torch.ones(1, 2))
+    with pytest.raises(ValueError, match="must hold integer token ids"):
+        model(torch.zeros(1, 3))
+    model.save_pretrained(tmp_path / "ok")
+    weights = tmp_path / "ok" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(ValueError, match="model.safetensors: cannot be read"):
+        RobertaForMaskedLM.from_pretrained(tmp_path / "ok")
+    RobertaForMaskedLM(RobertaConfig(**{**CONFIGS["odd"], "hidden_size": 48})).save_pretrained(tmp_path / "wide")
+    config = json.loads((tmp_path / "wide" / "config.json").read_text())
+    config["hidden_size"] = 36
+    (tmp_path / "wide" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"(?s)does not fit.*39 tensors.*position_embeddings.weight: checkpoint "
+                                         r"\(40, 48\) vs model \(40, 36\).*and 27 more"):
+        RobertaForMaskedLM.from_pretrained(tmp_path / "wide")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        RobertaForMaskedLM.from_pretrained(tmp_path / "empty")
+    with pytest.raises(ValueError, match="hidden_size=30 must be a multiple of num_attention_heads=4"):
+        RobertaConfig(hidden_size=30, num_attention_heads=4)
+
+
+def test_bin_checkpoints_load_without_unpickling_code(tmp_path):
+    torch.manual_seed(8)
+    theirs = transformers.RobertaForMaskedLM(hf_config(CONFIGS["odd"])).eval()
+    (tmp_path / "bin").mkdir()
+    theirs.config.save_pretrained(tmp_path / "bin")
+    torch.save(theirs.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    ours = RobertaForMaskedLM.from_pretrained(tmp_path / "bin")
+    ids, mask = padded_batch(101, [6, 4])
+    torch.testing.assert_close(ours(ids, mask).logits, theirs(ids, attention_mask=mask).logits, **TOL)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"weight": Payload()}, tmp_path / "bin" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin: cannot be read"):
+        RobertaForMaskedLM.from_pretrained(tmp_path / "bin")
+
+
+def test_hub_id_offline_fails_in_one_line():
+    with pytest.raises(OfflineError) as info:
+        RobertaForMaskedLM.from_pretrained("FacebookAI/roberta-base")
+    assert "\n" not in str(info.value) and "RobertaConfig" in str(info.value)
