@@ -1,21 +1,38 @@
 """roberta-from-scratch: RoBERTa built step by step, in plain PyTorch, each piece checked against the reference.
 
 The package mirrors the course: each module holds what one notebook builds, so later notebooks import it
-instead of repeating it.
+instead of repeating it. Names are imported on first use, so ``import roberta_from_scratch.model`` does not load
+the data libraries.
 """
 
-from .data import OfflineError, corpus_statistics, load_classification, load_corpus
-from .settings import describe_environment, get_scale, pick_device, pick_precision
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "OfflineError",
-    "corpus_statistics",
-    "describe_environment",
-    "get_scale",
-    "load_classification",
-    "load_corpus",
-    "pick_device",
-    "pick_precision",
-]
+_EXPORTS = {
+    "OfflineError": "hub",
+    "corpus_statistics": "data",
+    "load_classification": "data",
+    "load_corpus": "data",
+    "describe_environment": "settings",
+    "get_scale": "settings",
+    "pick_device": "settings",
+    "pick_precision": "settings",
+    "ByteLevelBPETokenizer": "tokenizer",
+    "MultiHeadSelfAttention": "attention",
+    "RobertaConfig": "config",
+    "RobertaModel": "model",
+    "RobertaForMaskedLM": "model",
+    "RobertaForSequenceClassification": "model",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'roberta_from_scratch' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
