@@ -19,7 +19,9 @@ def machine_line(**versions: str) -> str:
     cpu = platform.processor() or platform.machine()
     listed = ", ".join([f"python {platform.python_version()}", f"torch {torch.__version__}",
                         *(f"{k} {v}" for k, v in versions.items())])
-    return f"Machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {listed}; {date.today()}."
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"Machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}{gpu}; {listed}; "
+            f"{date.today()}.")
 
 
 def write_section(name: str, body: str) -> None:
