@@ -158,7 +158,8 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
     for key, tensor in state.items():
         if _IGNORED.search(key):
             continue
-        new = _rename(key, _HF_TO_OURS)
+        new = _rename(re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias",
+                                                                                key)), _HF_TO_OURS)  # old TF names
         if has_prefix and not new.startswith(("roberta.", "lm_head.", "classifier.")):
             new = "roberta." + new  # a bare RobertaModel checkpoint into a model with a head
         elif not has_prefix and new.startswith("roberta."):

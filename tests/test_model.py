@@ -246,3 +246,17 @@ def test_hub_id_offline_fails_in_one_line():
     with pytest.raises(OfflineError) as info:
         RobertaForMaskedLM.from_pretrained("FacebookAI/roberta-base")
     assert "\n" not in str(info.value) and "RobertaConfig" in str(info.value)
+
+
+def test_old_tensorflow_layernorm_names_load(tmp_path):
+    torch.manual_seed(9)
+    theirs = transformers.RobertaForMaskedLM(hf_config(CONFIGS["odd"])).eval()
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+             for k, v in theirs.state_dict().items()}
+    (tmp_path / "old").mkdir()
+    theirs.config.save_pretrained(tmp_path / "old")
+    torch.save(state, tmp_path / "old" / "pytorch_model.bin")
+    ours = RobertaForMaskedLM.from_pretrained(tmp_path / "old")
+    assert not ours.load_report.missing
+    ids, mask = padded_batch(101, [5, 3])
+    torch.testing.assert_close(ours(ids, mask).logits, theirs(ids, attention_mask=mask).logits, **TOL)
