@@ -42,6 +42,7 @@ execute: $(STAMP)
 # Benchmarks (not tests): ours against the reference, side by side; results in benchmarks/results.md.
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python benchmarks/bench_tokenizer.py
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python benchmarks/bench_masking.py
 	$(BIN)/python benchmarks/bench_model.py --preset tiny --device cpu
 
 clean:
