@@ -44,7 +44,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "parameter counts, logits equal to transformers, fill-mask with the official weights",
             ("0.2", "0.4", NOT_MEASURED)),
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
-            "packed blocks, masking statistics, static versus dynamic masks", None),
+            "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", CPU_ONLY)),
     Chapter("05_pretraining.ipynb", "Pretraining", "the MLM training loop with checkpoints",
             "loss and perplexity falling, fill-mask before and after", None),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
