@@ -42,7 +42,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.3", NOT_MEASURED)),
     Chapter("03_encoder.ipynb", "The encoder", "embeddings, post-LN layers, MLM and classification heads",
             "parameter counts, logits equal to transformers, fill-mask with the official weights",
-            ("0.2", "0.4", NOT_MEASURED)),
+            ("0.3", "0.4", NOT_MEASURED)),
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
             "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", CPU_ONLY)),
     Chapter("05_pretraining.ipynb", "Pretraining", "the MLM training loop with checkpoints",

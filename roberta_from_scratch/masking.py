@@ -133,14 +133,15 @@ class DataCollatorForMLM:
             batch["labels"] = labels
         return batch
 
-    def __call__(self, examples: Sequence) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: Sequence, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Pad and mask. ``generator`` overrides the collator's own random stream for this call."""
         batch = self.pad(examples)
         if "labels" in batch:  # already masked (static masking): only padded
             return batch
         special = self.is_special[batch["input_ids"]] | (batch["attention_mask"] == 0)
         batch["input_ids"], batch["labels"] = mask_tokens(
             batch["input_ids"], special, self.mask_token_id, self.replacement_ids, self.mlm_probability,
-            self.mask_replace_prob, self.random_replace_prob, generator=self.generator())
+            self.mask_replace_prob, self.random_replace_prob, generator=generator or self.generator())
         return batch
 
 

@@ -1,0 +1,129 @@
+"""Pretrain a RoBERTa masked-language model from the command line, with the code notebook 05 uses.
+
+    python -m roberta_from_scratch.pretrain --scale cpu --output-dir runs/cpu
+    python -m roberta_from_scratch.pretrain --preset mini --vocab-size 8000 --seq-len 128 --batch-size 32 \\
+        --steps 600 --lr 1e-3 --output-dir runs/mine
+    python -m roberta_from_scratch.pretrain ... --resume      # continue from the latest checkpoint in output-dir
+
+The tokenizer comes from notebook 01 (``course_tokenizer``: trained on the fly when missing); the corpus is
+``python-docs`` unless ``--corpus`` names another (a Hub corpus when online, or local files). The trained model is
+saved in transformers' layout in ``OUTPUT_DIR/final``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .settings import get_scale
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """What the scales train: the best this budget could buy, found by trying (notebook 05 says how)."""
+
+    preset: str
+    hidden_size: int | None  # overrides the preset's width (intermediate = 4x)
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    lr: float
+    steps: int
+    warmup_steps: int
+    eval_every: int
+
+
+RECIPES = {
+    "smoke": PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15),
+    "cpu": PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325),
+    "gpu": PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 6000, 300, 500),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.pretrain",
+                                     description="Masked-language-model pretraining of RoBERTa.")
+    parser.add_argument("--scale", choices=list(RECIPES), help="take every size from this scale's recipe "
+                        "(default: RFS_SCALE); the options below override it")
+    parser.add_argument("--corpus", default="python-docs", help="python-docs, wikitext-103, tinystories or a path")
+    parser.add_argument("--preset", help="model preset: tiny, mini, small, base, large")
+    parser.add_argument("--hidden-size", type=int)
+    parser.add_argument("--vocab-size", type=int)
+    parser.add_argument("--seq-len", type=int, help="tokens per packed block, <s> included")
+    parser.add_argument("--batch-size", type=int, help="sequences per optimizer step")
+    parser.add_argument("--micro-batch-size", type=int, help="sequences per forward pass (accumulate the rest)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--device")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output-dir")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(args: argparse.Namespace):
+    from . import load_corpus
+    from .config import RobertaConfig
+    from .data import pack_dataset
+    from .masking import DataCollatorForMLM
+    from .model import RobertaForMaskedLM
+    from .tokenizer import course_tokenizer
+    from .training import Trainer, TrainingConfig, latest_checkpoint
+
+    recipe = RECIPES[args.scale or get_scale().name]
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    preset, hidden = pick(args.preset, recipe.preset), pick(args.hidden_size, recipe.hidden_size)
+    vocab_size, seq_len = pick(args.vocab_size, recipe.vocab_size), pick(args.seq_len, recipe.seq_len)
+    torch.manual_seed(args.seed)
+    tokenizer = course_tokenizer(vocab_size)
+    corpus = load_corpus(args.corpus)
+    train_blocks = list(pack_dataset(corpus["train"], tokenizer, seq_len)["input_ids"])
+    eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, seq_len)["input_ids"])
+    width = {} if hidden is None else {"hidden_size": hidden, "intermediate_size": 4 * hidden}
+    config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size, max_position_embeddings=seq_len + 2,
+                                       **width)
+    cfg = TrainingConfig(max_steps=pick(args.steps, recipe.steps), batch_size=pick(args.batch_size, recipe.batch_size),
+                         micro_batch_size=args.micro_batch_size, lr=pick(args.lr, recipe.lr),
+                         warmup_steps=pick(args.warmup_steps, recipe.warmup_steps),
+                         eval_every=pick(args.eval_every, recipe.eval_every), checkpoint_every=args.checkpoint_every,
+                         checkpoint_dir=str(Path(args.output_dir) / "checkpoints"), seed=args.seed,
+                         precision=args.precision, compile=args.compile, device=args.device,
+                         progress=not args.no_progress)
+    trainer = Trainer(RobertaForMaskedLM(config), train_blocks, DataCollatorForMLM(tokenizer), cfg, eval_blocks)
+    if args.resume:
+        checkpoint = latest_checkpoint(cfg.checkpoint_dir)
+        if checkpoint is None:
+            print(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
+        else:
+            trainer.load_checkpoint(checkpoint)
+            print(f"resumed from {checkpoint} at step {trainer.step}")
+    print(f"model: {trainer.model.num_parameters():,} parameters ({preset}, hidden {config.hidden_size}); "
+          f"{len(train_blocks):,} blocks of {seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
+          f"{trainer.device} {trainer.precision.name}")
+    history = trainer.train()
+    final = trainer.model.save_pretrained(Path(args.output_dir) / "final")
+    tokenizer.save(final)
+    (Path(args.output_dir) / "history.json").write_text(json.dumps({"train": history.train, "eval": history.eval}))
+    if history.eval:
+        last = history.eval[-1]
+        print(f"final: held-out loss {last['loss']:.3f}, perplexity {last['perplexity']:.1f}, masked-token accuracy "
+              f"{last['accuracy']:.1%}; saved to {final}")
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

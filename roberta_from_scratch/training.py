@@ -1,0 +1,385 @@
+"""The pretraining loop, readable in one place (notebook 05).
+
+    for each step:
+        batch = the step's packed blocks, masked afresh (dynamic masking)
+        for each micro-batch:                      gradient accumulation
+            with autocast: loss = model(micro).loss * (its share of the batch's masked tokens)
+            (scaler.scale(loss) if fp16 else loss).backward()
+        clip gradients; optimizer.step(); scheduler.step()
+        every eval_every steps: masked-token loss, perplexity and accuracy on held-out blocks with fixed masks
+        every checkpoint_every steps: weights (safetensors) + training state, written atomically
+
+Settings follow RoBERTa's Table 9: AdamW with betas (0.9, 0.98), eps 1e-6, weight decay 0.01 (not on biases and
+LayerNorm weights), linear warm-up then linear decay. The data order and every mask are functions of (seed, step),
+and the random state of dropout is saved with each checkpoint, so a resumed run continues exactly where the
+interrupted one was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import RobertaConfig
+from .settings import Precision, pick_device, pick_precision
+
+STATE_FILE = "training_state.pt"
+# Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor data sheets; nanoGPT and PaLM use the same figures).
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "A10": 125.0,
+               "L4": 121.0, "V100": 125.0, "T4": 65.0}
+
+
+@dataclass
+class TrainingConfig:
+    max_steps: int
+    batch_size: int = 32  # sequences per optimizer step
+    micro_batch_size: int | None = None  # sequences per forward pass; batch_size / micro_batch_size accumulate
+    lr: float = 6e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    max_grad_norm: float | None = 1.0  # RoBERTa did not clip; clipping makes small high-lr runs safer
+    eval_every: int = 100
+    eval_blocks: int = 256  # held-out blocks per evaluation
+    checkpoint_every: int | None = None
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int = 2
+    seed: int = 0
+    precision: str = "auto"  # auto (from the device), fp32, bf16, fp16
+    compile: bool = False
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError(f"max_steps={self.max_steps} and batch_size={self.batch_size} must be positive")
+        micro = self.micro_batch_size or self.batch_size
+        if micro < 1 or self.batch_size % micro:
+            raise ValueError(f"batch_size={self.batch_size} is not a multiple of micro_batch_size={micro}: the batch "
+                             "is split into equal micro-batches (accumulation steps = batch_size / micro_batch_size)")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
+        self.betas = tuple(self.betas)
+
+    @property
+    def accumulation_steps(self) -> int:
+        return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+
+# ----------------------------------------------------------------------------------------------- optimizer
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and embeddings; none on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() < 2 or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
+    fused = device.type == "cuda"  # one kernel for the whole update on CUDA
+    return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                             fused=fused)
+
+
+def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The learning-rate multiplier: 0 -> 1 over the warm-up, then 1 -> 0 at the last step."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def make_scheduler(optimizer, cfg: TrainingConfig):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, cfg.warmup_steps, cfg.max_steps))
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+class StepBatches:
+    """The examples of optimizer step ``s``: epoch ``e = s // steps_per_epoch`` shuffles the blocks with seed
+    ``seed + e``; step ``s`` takes its slice. A pure function of (seed, step): resuming needs only the step."""
+
+    def __init__(self, blocks, batch_size: int, seed: int):
+        self.blocks = blocks
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_epoch = max(1, len(blocks) // batch_size)  # the incomplete last batch is dropped
+        if len(blocks) < batch_size:
+            raise ValueError(f"{len(blocks)} training blocks cannot fill one batch of {batch_size}: use a smaller "
+                             "batch or more data")
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def __call__(self, step: int) -> list:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, torch.randperm(len(self.blocks), generator=torch.Generator().manual_seed(
+                self.seed * 100_003 + epoch)))
+        picked = self._order[1][index * self.batch_size:(index + 1) * self.batch_size].tolist()
+        return [self.blocks[i] for i in picked]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The masking random stream of one step (so masks do not depend on how the run was interrupted)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def flops_per_token(config: RobertaConfig, seq_len: int) -> float:
+    """6N + 12 L H Q T: the matrix multiplies of a forward and backward pass per token (Kaplan et al. 2020; PaLM
+    App. B), N the non-embedding parameters; attention's T x T products counted separately."""
+    h, layers = config.hidden_size, config.num_hidden_layers
+    n = layers * (4 * h * h + 2 * h * config.intermediate_size)
+    return 6 * n + 12 * layers * config.num_attention_heads * config.head_dim * seq_len
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's dense bf16/fp16 peak in FLOP/s, when it is a known GPU."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in PEAK_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+@torch.no_grad()
+def evaluate(model, batches: list[dict], device: torch.device, precision: Precision) -> dict[str, float]:
+    """Masked-token loss (nats), perplexity and accuracy over fixed, pre-masked held-out batches."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with precision.autocast():
+            out = model(**batch)
+        targets = batch["labels"][batch["labels"] != -100]
+        loss_sum += out.loss.float().item() * targets.numel()
+        correct += (out.logits.argmax(-1) == targets).sum().item()
+        count += targets.numel()
+    model.train(was_training)
+    loss = loss_sum / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "accuracy": correct / max(count, 1)}
+
+
+@torch.no_grad()
+def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[tuple[str, float]]:
+    """The top-k tokens for the first <mask> in ``text``, with their probabilities."""
+    ids = tokenizer.encode(text)
+    if tokenizer.mask_token_id not in ids:
+        raise ValueError(f"no <mask> in {text!r}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits = model(torch.tensor([ids], device=device)).logits[0, ids.index(tokenizer.mask_token_id)]
+    model.train(was_training)
+    top = logits.float().softmax(-1).topk(k)
+    return [(tokenizer.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+# ----------------------------------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class History:
+    train: list[dict] = field(default_factory=list)  # step, loss, lr, tokens_per_s
+    eval: list[dict] = field(default_factory=list)  # step, loss, perplexity, accuracy
+
+
+class Trainer:
+    """Masked-language-model pretraining of ``model`` on packed ``train_blocks`` (lists of ids)."""
+
+    def __init__(self, model, train_blocks, collator, cfg: TrainingConfig, eval_blocks=None):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device) if cfg.device else pick_device()
+        self.precision = self._precision()
+        self.model = model.to(self.device).train()
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.collator = collator
+        self.batches = StepBatches(train_blocks, cfg.batch_size, cfg.seed)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.use_grad_scaler)
+        self.step = 0
+        self.skipped_steps = 0  # fp16 steps whose gradients overflowed (skipped by the scaler)
+        self.history = History()
+        self.eval_batches = []
+        if eval_blocks is not None and len(eval_blocks):
+            blocks = [eval_blocks[i] for i in range(min(cfg.eval_blocks, len(eval_blocks)))]
+            fixed = torch.Generator().manual_seed(12345)  # the same masks at every evaluation: comparable numbers
+            size = cfg.micro_batch_size or cfg.batch_size
+            self.eval_batches = [collator(blocks[i:i + size], generator=fixed) for i in range(0, len(blocks), size)]
+        sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
+        seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
+        self.flops_per_token = flops_per_token(model.config, seq_len)
+        self.peak = peak_flops(self.device)
+
+    def _precision(self) -> Precision:
+        if self.cfg.precision == "auto":
+            return pick_precision(self.device)
+        if self.cfg.precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision={self.cfg.precision!r} needs a CUDA device; on {self.device.type} use fp32")
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.cfg.precision]
+        return Precision(self.cfg.precision, dtype, self.cfg.precision == "fp16", self.device.type)
+
+    # ------------------------------------------------------------------------------------------- one step
+
+    def train_step(self) -> float:
+        """One optimizer step over the step's batch, split into micro-batches; returns the batch's mean loss."""
+        examples = self.batches(self.step)
+        batch = self.collator(examples, generator=step_generator(self.cfg.seed, self.step))
+        self.last_tokens = int(batch["attention_mask"].sum())
+        targets = int((batch["labels"] != -100).sum())
+        micro = self.cfg.micro_batch_size or self.cfg.batch_size
+        total = 0.0
+        for start in range(0, len(examples), micro):
+            part = {k: v[start:start + micro].to(self.device, non_blocking=True) for k, v in batch.items()}
+            share = int((part["labels"] != -100).sum()) / max(targets, 1)
+            with self.precision.autocast():
+                loss = self.forward(**part).loss
+            if not torch.isfinite(loss):
+                if self.precision.use_grad_scaler:  # fp16 overflow: the scaler skips this step
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.skipped_steps += 1
+                    return float("nan")
+                raise FloatingPointError(
+                    f"the loss is {loss.item()} at step {self.step}: training diverged; lower the learning rate "
+                    f"(now {self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now "
+                    f"{self.precision.name})")
+            self.scaler.scale(loss * share).backward()
+            total += loss.item() * share
+        if self.cfg.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if scale_before is not None and self.scaler.get_scale() < scale_before:
+            self.skipped_steps += 1  # the scaler found inf/NaN gradients and skipped the update
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        return total
+
+    # ------------------------------------------------------------------------------------------- the loop
+
+    def train(self, until: int | None = None) -> History:
+        """Train to ``cfg.max_steps`` (or to step ``until``), evaluating and checkpointing on the way."""
+        from tqdm.auto import tqdm
+
+        stop = min(until or self.cfg.max_steps, self.cfg.max_steps)
+        bar = tqdm(total=stop, initial=self.step, desc="pretraining", unit="step", disable=not self.cfg.progress,
+                   dynamic_ncols=True)
+        window_start, window_tokens = time.perf_counter(), 0
+        if self.step == 0 and self.eval_batches and not self.history.eval:
+            self.history.eval.append({"step": 0, **evaluate(self.model, self.eval_batches, self.device,
+                                                             self.precision)})
+        while self.step < stop:
+            try:
+                loss = self.train_step()
+            except torch.OutOfMemoryError:
+                raise RuntimeError(
+                    f"CUDA ran out of memory at step {self.step} with micro-batches of "
+                    f"{self.cfg.micro_batch_size or self.cfg.batch_size} sequences: set a smaller micro_batch_size "
+                    "(the same batch_size then accumulates more micro-batches), a shorter sequence, or a smaller "
+                    "model") from None
+            window_tokens += self.last_tokens
+            elapsed = time.perf_counter() - window_start
+            rate = window_tokens / elapsed if elapsed > 0 else 0.0
+            lr = self.scheduler.get_last_lr()[0]
+            record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate}
+            postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"}
+            if self.peak:
+                record["mfu"] = rate * self.flops_per_token / self.peak
+                postfix["mfu"] = f"{record['mfu']:.1%}"
+            self.history.train.append(record)
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if self.eval_batches and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.max_steps):
+                result = evaluate(self.model, self.eval_batches, self.device, self.precision)
+                self.history.eval.append({"step": self.step, **result})
+                bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
+                          f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
+                window_start, window_tokens = time.perf_counter(), 0  # do not count evaluation time
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        return self.history
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, directory: str | os.PathLike | None = None) -> Path:
+        """Weights (config.json + model.safetensors) and training state in ``step-NNNNNNN/``, written into a
+        temporary folder and renamed into place: a crash while saving leaves the earlier checkpoints whole."""
+        root = Path(directory or self.cfg.checkpoint_dir or "checkpoints")
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"step-{self.step:07d}"
+        tmp = root / f".tmp-step-{self.step:07d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        state = {
+            "step": self.step,
+            "skipped_steps": self.skipped_steps,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "training_config": json.dumps(asdict(self.cfg)),
+            "history": json.dumps(asdict(self.history)),
+        }
+        torch.save(state, tmp / STATE_FILE)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint folder (or the latest ``step-*`` folder inside ``path``)."""
+        from .hub import load_state_dict_into, read_state_dict
+
+        path = latest_checkpoint(path) or Path(path)
+        if not (path / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{path}: no {STATE_FILE}; give a folder written by save_checkpoint")
+        saved = RobertaConfig.load(path).to_dict()
+        ours = self.model.config.to_dict()
+        differences = [f"{k}: checkpoint {saved.get(k)!r}, this run {ours.get(k)!r}" for k in sorted(set(saved) | set(ours))
+                       if saved.get(k) != ours.get(k) and k not in ("id2label", "label2id", "architectures")]
+        if differences:
+            raise ValueError(f"{path} was trained with another model config: " + "; ".join(differences))
+        load_state_dict_into(self.model, read_state_dict(path / "model.safetensors"))
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["cpu_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+        history = json.loads(state["history"])
+        self.history = History(train=history["train"], eval=history["eval"])
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The highest complete ``step-*`` folder under ``root`` (temporary folders of a crashed save are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
+    return done[-1] if done else None
