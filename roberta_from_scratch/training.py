@@ -239,7 +239,19 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- one step
 
     def train_step(self) -> float:
-        """One optimizer step over the step's batch, split into micro-batches; returns the batch's mean loss."""
+        """One optimizer step over the step's batch; returns the batch's mean loss (NaN for a skipped fp16 step)."""
+        loss = self.compute_gradients()
+        if math.isfinite(loss):
+            self.apply_gradients()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.step += 1
+        return loss
+
+    def compute_gradients(self) -> float:
+        """Forward and backward over the step's batch, split into micro-batches whose losses are weighted by their
+        share of the batch's masked tokens: ``.grad`` ends up as the whole batch's gradient."""
         examples = self.batches(self.step)
         batch = self.collator(examples, generator=step_generator(self.cfg.seed, self.step))
         self.last_tokens = int(batch["attention_mask"].sum())
@@ -252,8 +264,7 @@ class Trainer:
             with self.precision.autocast():
                 loss = self.forward(**part).loss
             if not torch.isfinite(loss):
-                if self.precision.use_grad_scaler:  # fp16 overflow: the scaler skips this step
-                    self.optimizer.zero_grad(set_to_none=True)
+                if self.precision.use_grad_scaler:  # fp16 overflow in the forward pass: skip this step
                     self.skipped_steps += 1
                     return float("nan")
                 raise FloatingPointError(
@@ -262,6 +273,10 @@ class Trainer:
                     f"{self.precision.name})")
             self.scaler.scale(loss * share).backward()
             total += loss.item() * share
+        return total
+
+    def apply_gradients(self) -> None:
+        """Clip, step the optimizer (through the scaler in fp16) and the schedule."""
         if self.cfg.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
@@ -273,7 +288,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return total
 
     # ------------------------------------------------------------------------------------------- the loop
 

@@ -68,15 +68,12 @@ def test_linear_warmup_then_linear_decay():
     assert all(a <= b for a, b in zip(values[:10], values[1:10]))
 
 
-@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(setup):
     grads = []
     for micro in (None, 2):
         trainer = trainer_for(setup, batch_size=8, micro_batch_size=micro, max_grad_norm=None)
         trainer.model.eval()  # no dropout: the same function both ways
-        trainer.optimizer.step = lambda: None  # look at the gradient, do not apply it
-        trainer.optimizer.zero_grad = lambda set_to_none=True: None
-        trainer.train_step()
+        trainer.compute_gradients()
         grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
