@@ -181,6 +181,8 @@ class RobertaModel(RobertaPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
         self.check_inputs(input_ids, attention_mask)
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # nothing to mask (full packed blocks): lets SDPA pick its fastest kernel
         x = self.embeddings(input_ids)
         hidden_states, attentions = [x], []
         for layer in self.layers:
