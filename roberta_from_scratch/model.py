@@ -316,10 +316,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             key = "feed-forward"
         groups[key] += p.numel()
     return {k: v for k, v in groups.items() if v}
-
-
-def estimate_flops_per_token(config: RobertaConfig, seq_len: int) -> float:
-    """Training flops per token, 6N + 12 L H Q T (Kaplan et al. 2020; PaLM App. B), N = non-embedding weights."""
-    h, layers = config.hidden_size, config.num_hidden_layers
-    n = layers * (4 * h * h + 2 * h * config.intermediate_size)
-    return 6 * n + 12 * layers * config.num_attention_heads * config.head_dim * seq_len

@@ -40,7 +40,7 @@ class PretrainRecipe:
 RECIPES = {
     "smoke": PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15),
     "cpu": PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325),
-    "gpu": PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 6000, 300, 500),
+    "gpu": PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250),
 }
 
 

@@ -143,7 +143,7 @@ def flops_per_token(config: RobertaConfig, seq_len: int) -> float:
     App. B), N the non-embedding parameters; attention's T x T products counted separately."""
     h, layers = config.hidden_size, config.num_hidden_layers
     n = layers * (4 * h * h + 2 * h * config.intermediate_size)
-    return 6 * n + 12 * layers * config.num_attention_heads * config.head_dim * seq_len
+    return 6 * n + 12 * layers * h * seq_len  # 12 L H Q T with H Q = hidden size
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -167,9 +167,11 @@ def evaluate(model, batches: list[dict], device: torch.device, precision: Precis
         batch = {k: v.to(device) for k, v in batch.items()}
         with precision.autocast():
             out = model(**batch)
-        targets = batch["labels"][batch["labels"] != -100]
+        selected = batch["labels"] != -100
+        targets = batch["labels"][selected]
+        logits = out.logits[selected] if out.logits.dim() == 3 else out.logits  # dense logits (transformers)
         loss_sum += out.loss.float().item() * targets.numel()
-        correct += (out.logits.argmax(-1) == targets).sum().item()
+        correct += (logits.argmax(-1) == targets).sum().item()
         count += targets.numel()
     model.train(was_training)
     loss = loss_sum / max(count, 1)
@@ -326,8 +328,9 @@ class Trainer:
             if self.eval_batches and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.max_steps):
                 result = evaluate(self.model, self.eval_batches, self.device, self.precision)
                 self.history.eval.append({"step": self.step, **result})
-                bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
-                          f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
+                if self.cfg.progress:
+                    bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
+                              f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
                 window_start, window_tokens = time.perf_counter(), 0  # do not count evaluation time
             if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint()

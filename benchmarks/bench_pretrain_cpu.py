@@ -1,0 +1,90 @@
+"""Equal wall-clock pretraining on the CPU: our model against transformers' RobertaForMaskedLM (SDPA).
+
+Both train with the same loop (the package's Trainer: the same AdamW, schedule, clipping, data order and masks),
+the same config (the cpu recipe of notebook 05) and the same python-docs blocks, for the same wall-clock budget:
+each model's step time is measured first and its schedule sized to fill the budget. Then both are evaluated on the
+same held-out blocks with the same masks.
+
+    python benchmarks/bench_pretrain_cpu.py [--seconds 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from results import machine_line, write_section
+
+from roberta_from_scratch import load_corpus
+from roberta_from_scratch.config import RobertaConfig
+from roberta_from_scratch.data import pack_dataset
+from roberta_from_scratch.hub import to_hf_state_dict
+from roberta_from_scratch.masking import DataCollatorForMLM
+from roberta_from_scratch.model import RobertaForMaskedLM
+from roberta_from_scratch.pretrain import RECIPES
+from roberta_from_scratch.tokenizer import course_tokenizer
+from roberta_from_scratch.training import Trainer, TrainingConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=240)
+    args = parser.parse_args()
+    import transformers
+
+    recipe = RECIPES["cpu"]
+    tokenizer = course_tokenizer(recipe.vocab_size, verbose=False)
+    corpus = load_corpus(verbose=False)
+    train = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
+    held_out = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
+    config = RobertaConfig.from_preset(recipe.preset, vocab_size=tokenizer.vocab_size,
+                                       max_position_embeddings=recipe.seq_len + 2)
+
+    def model(name):
+        torch.manual_seed(0)
+        ours = RobertaForMaskedLM(config)
+        if name == "ours":
+            return ours
+        theirs = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**config.to_dict(),
+                                                                            attn_implementation="sdpa"))
+        theirs.load_state_dict(to_hf_state_dict(ours), strict=False)  # the same initial weights
+        return theirs
+
+    def trainer(name, steps):
+        cfg = TrainingConfig(max_steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                             warmup_steps=max(1, steps // 20), eval_every=10**9, progress=False, device="cpu")
+        return Trainer(model(name), train, DataCollatorForMLM(tokenizer), cfg, held_out)
+
+    rows = ["| model | seconds per step | steps in the budget | tokens/s | held-out masked-token accuracy | held-out loss |",
+            "|---|---|---|---|---|---|"]
+    results = {}
+    for name in ("ours", "transformers"):
+        probe = trainer(name, 100)
+        probe.train_step()
+        start = time.perf_counter()
+        for _ in range(5):
+            probe.train_step()
+        per_step = (time.perf_counter() - start) / 5
+        steps = int(args.seconds / per_step)
+        run = trainer(name, steps)
+        start = time.perf_counter()
+        history = run.train()
+        elapsed = time.perf_counter() - start
+        final = history.eval[-1]
+        results[name] = final
+        tokens = recipe.batch_size * recipe.seq_len * steps / elapsed
+        rows.append(f"| {name} | {per_step:.3f} | {steps:,} | {tokens:,.0f} | {final['accuracy']:.1%} | "
+                    f"{final['loss']:.3f} |")
+        print(rows[-1], flush=True)
+    rows += ["", f"Budget {args.seconds:.0f} s of training each (evaluations excluded), the cpu recipe: preset "
+             f"{recipe.preset}, vocabulary {tokenizer.vocab_size:,}, blocks of {recipe.seq_len}, batch "
+             f"{recipe.batch_size}, lr {recipe.lr:g}, linear warm-up (5%) and decay, fp32. "
+             f"{machine_line(transformers=transformers.__version__)}"]
+    table = "\n".join(rows)
+    write_section("pretraining, equal wall-clock, cpu", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
