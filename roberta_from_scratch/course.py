@@ -46,7 +46,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
             "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", CPU_ONLY)),
     Chapter("05_pretraining.ipynb", "Pretraining", "the MLM training loop with checkpoints",
-            "loss and perplexity falling, fill-mask before and after", ("1.0", "8.5", NOT_MEASURED)),
+            "loss and perplexity falling, fill-mask before and after", ("0.3", "7.5", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "pretrained versus random initialisation, a confusion matrix", None),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",

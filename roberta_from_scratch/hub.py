@@ -50,6 +50,12 @@ def unreachable_reason() -> str | None:
     return None
 
 
+def looks_like_hub_id(name_or_path) -> bool:
+    """'FacebookAI/roberta-base' or 'roberta-base' (and nothing on disk by that name), not a local path."""
+    text = str(name_or_path)
+    return not Path(text).exists() and not text.startswith((".", "/", "~")) and text.count("/") <= 1
+
+
 def download(repo_id: str, filenames: list[str], offline_hint: str) -> dict[str, Path]:
     """Fetch files of a Hub model repository (or find them in the local Hub cache when an offline switch is set).
 
@@ -73,25 +79,27 @@ def download(repo_id: str, filenames: list[str], offline_hint: str) -> dict[str,
 
 CONFIG_FILE, SAFETENSORS_FILE, PYTORCH_FILE = "config.json", "model.safetensors", "pytorch_model.bin"
 
-# Our parameter names -> transformers' (RobertaForMaskedLM / RobertaForSequenceClassification), one rule per line.
-_OURS_TO_HF = [
-    (r"^(roberta\.)?embeddings\.norm\.", r"\1embeddings.LayerNorm."),
-    (r"^(roberta\.)?layers\.(\d+)\.attention\.(query|key|value)\.", r"\1encoder.layer.\2.attention.self.\3."),
-    (r"^(roberta\.)?layers\.(\d+)\.attention\.output\.", r"\1encoder.layer.\2.attention.output.dense."),
-    (r"^(roberta\.)?layers\.(\d+)\.attention_norm\.", r"\1encoder.layer.\2.attention.output.LayerNorm."),
-    (r"^(roberta\.)?layers\.(\d+)\.ffn_in\.", r"\1encoder.layer.\2.intermediate.dense."),
-    (r"^(roberta\.)?layers\.(\d+)\.ffn_out\.", r"\1encoder.layer.\2.output.dense."),
-    (r"^(roberta\.)?layers\.(\d+)\.ffn_norm\.", r"\1encoder.layer.\2.output.LayerNorm."),
+# Our parameter names and transformers' (RobertaForMaskedLM / RobertaForSequenceClassification), one pair per line;
+# {n} is a layer number, {qkv} one of query/key/value. Anything not listed has the same name in both.
+_NAME_PAIRS = [
+    ("embeddings.norm.", "embeddings.LayerNorm."),
+    ("layers.{n}.attention.{qkv}.", "encoder.layer.{n}.attention.self.{qkv}."),
+    ("layers.{n}.attention.output.", "encoder.layer.{n}.attention.output.dense."),
+    ("layers.{n}.attention_norm.", "encoder.layer.{n}.attention.output.LayerNorm."),
+    ("layers.{n}.ffn_in.", "encoder.layer.{n}.intermediate.dense."),
+    ("layers.{n}.ffn_out.", "encoder.layer.{n}.output.dense."),
+    ("layers.{n}.ffn_norm.", "encoder.layer.{n}.output.LayerNorm."),
 ]
-_HF_TO_OURS = [
-    (r"^(roberta\.)?embeddings\.LayerNorm\.", r"\1embeddings.norm."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"\1layers.\2.attention.\3."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"\1layers.\2.attention.output."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"\1layers.\2.attention_norm."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.intermediate\.dense\.", r"\1layers.\2.ffn_in."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.output\.dense\.", r"\1layers.\2.ffn_out."),
-    (r"^(roberta\.)?encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"\1layers.\2.ffn_norm."),
-]
+
+
+def _rule(source: str, target: str) -> tuple[str, str]:
+    pattern = "^(roberta\\.)?" + re.escape(source).replace(re.escape("{n}"), r"(?P<n>\d+)").replace(
+        re.escape("{qkv}"), r"(?P<qkv>query|key|value)")
+    return pattern, r"\1" + target.replace("{n}", r"\g<n>").replace("{qkv}", r"\g<qkv>")
+
+
+_OURS_TO_HF = [_rule(ours, theirs) for ours, theirs in _NAME_PAIRS]
+_HF_TO_OURS = [_rule(theirs, ours) for ours, theirs in _NAME_PAIRS]
 # Keys a transformers checkpoint may carry that we do not use, and that are no cause for a message: the pooler
 # (our heads do not use it), the decoder's copies of tied tensors, buffers, and fairseq-era leftovers.
 _IGNORED = re.compile(r"(^|\.)pooler\.|^lm_head\.decoder\.(weight|bias)$|position_ids$|token_type_ids$|"
@@ -191,7 +199,7 @@ def load_pretrained(cls, name_or_path, **config_overrides):
         if not config_path.is_file() or not weights.is_file():
             missing = CONFIG_FILE if not config_path.is_file() else f"{SAFETENSORS_FILE} (or {PYTORCH_FILE})"
             raise FileNotFoundError(f"{path}: {missing} is missing; save a model with .save_pretrained(directory)")
-    elif path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
+    elif not looks_like_hub_id(name_or_path):
         raise FileNotFoundError(f"{name_or_path}: not a model directory (config.json + model.safetensors), nor a "
                                 "Hub model id such as 'FacebookAI/roberta-base'")
     else:

@@ -346,12 +346,12 @@ class ByteLevelBPETokenizer:
                 if not file.is_file():
                     raise FileNotFoundError(f"{file}: {name} is missing; a tokenizer directory holds {VOCAB_FILE} "
                                             f"and {MERGES_FILE} (write them with .save(directory))")
-        elif path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
-            raise FileNotFoundError(f"{name_or_path}: not a directory with {VOCAB_FILE} and {MERGES_FILE}, "
-                                    "nor a Hub model id such as 'FacebookAI/roberta-base'")
         else:
-            from .hub import download
+            from .hub import download, looks_like_hub_id
 
+            if not looks_like_hub_id(name_or_path):
+                raise FileNotFoundError(f"{name_or_path}: not a directory with {VOCAB_FILE} and {MERGES_FILE}, "
+                                        "nor a Hub model id such as 'FacebookAI/roberta-base'")
             files = download(str(name_or_path), [VOCAB_FILE, MERGES_FILE],
                              "offline, train one with ByteLevelBPETokenizer.train(...) or load a saved directory")
         vocab = json.loads(files[VOCAB_FILE].read_text(encoding="utf-8"))
