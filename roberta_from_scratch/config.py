@@ -104,10 +104,10 @@ class RobertaConfig:
         id2label = d.get("id2label")
         if id2label and not all(str(v) == f"LABEL_{k}" for k, v in id2label.items()):
             kwargs["id2label"] = id2label
-        else:
+        else:  # default names (LABEL_0, ...) carry only a count; an explicit num_labels wins over it
             kwargs.pop("id2label", None)
             if id2label:
-                kwargs["num_labels"] = len(id2label)
+                kwargs.setdefault("num_labels", len(id2label))
         return cls(**kwargs)
 
     def save(self, directory: str | os.PathLike) -> Path:

@@ -48,7 +48,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "the MLM training loop with checkpoints",
             "loss and perplexity falling, fill-mask before and after", ("0.3", "7.5", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
-            "pretrained versus random initialisation, a confusion matrix", None),
+            "pretrained versus random initialisation, a confusion matrix", ("0.3", "1.5", NOT_MEASURED)),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
             "what each head attends to, before and after training", None),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",

@@ -307,7 +307,8 @@ def _load_hub(name: str, source: HubSource, offline_default: str) -> datasets.Da
     reason = hub.unreachable_reason()
     hint = (
         f"{name!r} ({source.path}) comes from the Hugging Face Hub, which cannot be used here ({reason}); "
-        f"offline, use {offline_default} or a local .txt/.jsonl/.parquet file"
+        f"offline, use {offline_default}" + (" or a local .txt/.jsonl/.parquet file" if source in
+                                              HUB_CORPORA.values() else "")
     )
     if reason is not None and hub.offline_switch() is None:
         raise OfflineError(hint)  # no network: fail now rather than after the Hub client's retries

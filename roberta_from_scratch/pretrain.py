@@ -127,3 +127,28 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def course_pretrained_model(scale: str | None = None, verbose: bool = True):
+    """The model notebook 05 pretrained at this scale, with its tokenizer: ``(model_dir, tokenizer)``.
+
+    Read from ``data/artifacts/pretrain-{scale}/final`` when notebook 05 (or the command line with that output
+    directory) wrote it; otherwise a quick pretraining with the scale's recipe at a quarter of its steps, so that a
+    later notebook also runs alone.
+    """
+    from .data import data_dir
+    from .tokenizer import ByteLevelBPETokenizer
+
+    name = scale or get_scale().name
+    run_dir = data_dir() / "artifacts" / f"pretrain-{name}"
+    final = run_dir / "final"
+    if not (final / "model.safetensors").is_file():
+        recipe = RECIPES[name]
+        if verbose:
+            print(f"no pretrained model in data/artifacts/pretrain-{name}: a quick pretraining "
+                  f"({recipe.steps // 4} steps) first")
+        run(build_parser().parse_args(["--scale", name, "--steps", str(max(recipe.steps // 4, 1)),
+                                       "--checkpoint-every", "0", "--output-dir", str(run_dir), "--no-progress"]))
+    elif verbose:
+        print(f"pretrained model found: data/artifacts/pretrain-{name}/final")
+    return final, ByteLevelBPETokenizer.from_pretrained(final)

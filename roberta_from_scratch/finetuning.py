@@ -1,0 +1,181 @@
+"""Finetuning for classification, and the metrics that judge it (notebook 06).
+
+The loop reuses the pretraining pieces: the same AdamW (no decay on biases and LayerNorm), linear warm-up and
+decay, precision and progress bar. RoBERTa's GLUE recipe (Liu et al. 2019, Table 10): lr 1e-5 to 3e-5, batch 16 or
+32, weight decay 0.1, warm-up over the first 6% of steps, 10 epochs. The metrics are written out plainly, since
+they teach; tests compare them with scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .settings import pick_device, pick_precision
+from .training import StepBatches, make_optimizer, make_scheduler
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-5
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.06
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    max_grad_norm: float | None = 1.0
+    max_length: int = 128
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+    steps_per_epoch: int = 0  # set by finetune()
+
+    @property
+    def max_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup_ratio * self.max_steps)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def encode_examples(dataset, tokenizer, max_length: int, num_labels: int | None = None) -> list[dict]:
+    """Rows with ``text`` and ``label`` -> ``<s> text </s>`` ids (truncated to ``max_length``) and the label."""
+    columns = list(getattr(dataset, "column_names", None) or (dataset[0].keys() if len(dataset) else []))
+    if "text" not in columns or "label" not in columns:
+        raise ValueError(f"a classification set needs 'text' and 'label' columns; this one has: {', '.join(columns)}")
+    texts, labels = list(dataset["text"]), [int(x) for x in dataset["label"]]
+    if num_labels is not None:
+        bad = [x for x in labels if not 0 <= x < num_labels]
+        if bad:
+            raise ValueError(f"label {bad[0]} is outside [0, {num_labels}): the model has num_labels={num_labels}")
+    batch = tokenizer(texts, padding=False, truncation=True, max_length=max_length, return_tensors=None)
+    return [{"input_ids": ids, "label": label} for ids, label in zip(batch["input_ids"], labels)]
+
+
+def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"])
+        mask[i, : len(e["input_ids"])] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e["label"] for e in examples])}
+
+
+# ----------------------------------------------------------------------------------------------- freezing
+
+
+def freeze(model, trainable_layers: int | None = None) -> int:
+    """Freeze the encoder except its top ``trainable_layers`` layers (0: a linear probe on frozen features; None:
+    unfreeze everything). The head always trains. Returns the number of trainable parameters."""
+    for p in model.parameters():
+        p.requires_grad = True
+    if trainable_layers is not None:
+        layers = model.roberta.layers
+        frozen = [model.roberta.embeddings, *layers[: max(0, len(layers) - trainable_layers)]]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad = False
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def confusion_matrix(labels, predictions, num_labels: int) -> torch.Tensor:
+    """Entry [i, j]: how many examples of class i were predicted as j."""
+    labels, predictions = torch.as_tensor(labels), torch.as_tensor(predictions)
+    return torch.bincount(labels * num_labels + predictions, minlength=num_labels**2).view(num_labels, num_labels)
+
+
+def classification_metrics(labels, predictions, num_labels: int) -> dict[str, float]:
+    """Accuracy, and macro precision, recall and F1 (each class counts the same, whatever its size).
+
+    Per class c: precision = TP / (TP + FP) (of what we called c, how much was c), recall = TP / (TP + FN) (of the
+    real c, how much we found), F1 = their harmonic mean; a class with no prediction (or no example) scores 0.
+    """
+    matrix = confusion_matrix(labels, predictions, num_labels).double()
+    tp = matrix.diag()
+    predicted, actual = matrix.sum(0), matrix.sum(1)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(tp))
+    return {"accuracy": (tp.sum() / matrix.sum()).item(), "precision": precision.mean().item(),
+            "recall": recall.mean().item(), "macro_f1": f1.mean().item()}
+
+
+@torch.no_grad()
+def predict(model, examples: list[dict], pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
+    """Logits for encoded examples, in order."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits = []
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i:i + batch_size], pad_token_id)
+        logits.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits.float().cpu())
+    model.train(was_training)
+    return torch.cat(logits)
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class FinetuneHistory:
+    train: list[dict] = field(default_factory=list)  # step, loss, lr
+    eval: list[dict] = field(default_factory=list)  # epoch, step, accuracy, precision, recall, macro_f1
+
+
+def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConfig, pad_token_id: int,
+             ) -> FinetuneHistory:
+    """Train ``model`` (a RobertaForSequenceClassification) on encoded examples; evaluate after every epoch."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(cfg.device) if cfg.device else pick_device()
+    precision = pick_precision(device)
+    model.to(device).train()
+    batches = StepBatches(train, cfg.batch_size, cfg.seed)
+    cfg.steps_per_epoch = batches.steps_per_epoch
+    optimizer = make_optimizer(model, cfg, device)
+    scheduler = make_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.use_grad_scaler)
+    history = FinetuneHistory()
+    num_labels = model.config.num_labels
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.max_steps, desc="finetuning", unit="step", disable=not cfg.progress, dynamic_ncols=True)
+    for step in range(cfg.max_steps):
+        batch = {k: v.to(device) for k, v in collate(batches(step), pad_token_id).items()}
+        with precision.autocast():
+            loss = model(**batch).loss
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"the loss is {loss.item()} at step {step}: lower the learning rate "
+                                     f"(now {scheduler.get_last_lr()[0]:.2e})")
+        scaler.scale(loss).backward()
+        if cfg.max_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        history.train.append({"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+        bar.set_postfix({"loss": f"{loss.item():.3f}"}, refresh=False)
+        bar.update(1)
+        if (step + 1) % cfg.steps_per_epoch == 0:
+            logits = predict(model, validation, pad_token_id)
+            labels = torch.tensor([e["label"] for e in validation])
+            metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
+            history.eval.append({"epoch": (step + 1) // cfg.steps_per_epoch, "step": step + 1,
+                                 "seconds": time.perf_counter() - start, **metrics})
+    bar.close()
+    return history

@@ -1,0 +1,108 @@
+"""Finetuning: metrics against scikit-learn, freezing, the loop, files both ways, bad input."""
+
+import datasets
+import pytest
+import torch
+
+from roberta_from_scratch.config import RobertaConfig
+from roberta_from_scratch.finetuning import (
+    FinetuneConfig,
+    classification_metrics,
+    confusion_matrix,
+    encode_examples,
+    finetune,
+    freeze,
+    predict,
+)
+from roberta_from_scratch.model import RobertaForSequenceClassification
+from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_scikit_learn_on_random_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    classes = 2 + seed
+    labels = torch.randint(0, classes, (200,), generator=g)
+    predictions = torch.where(torch.rand(200, generator=g) < 0.6, labels, torch.randint(0, classes, (200,), generator=g))
+    if seed == 4:
+        predictions[predictions == 1] = 0  # a class never predicted: precision 0 for it, as zero_division=0 says
+    ours = classification_metrics(labels, predictions, classes)
+    kwargs = {"average": "macro", "labels": list(range(classes)), "zero_division": 0}
+    assert ours["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(labels, predictions))
+    assert ours["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predictions, **kwargs))
+    assert ours["recall"] == pytest.approx(sklearn_metrics.recall_score(labels, predictions, **kwargs))
+    assert ours["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predictions, **kwargs))
+    assert confusion_matrix(labels, predictions, classes).tolist() == sklearn_metrics.confusion_matrix(
+        labels, predictions, labels=list(range(classes))).tolist()
+
+
+@pytest.fixture(scope="module")
+def task(python_docs):
+    corpus, topics = python_docs
+    tokenizer = ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:1500], vocab_size=600)
+    names = topics["train"].features["label"].names
+    train = encode_examples(topics["train"], tokenizer, 64, len(names))
+    validation = encode_examples(topics["validation"], tokenizer, 64, len(names))
+    return tokenizer, names, train, validation
+
+
+def small_classifier(tokenizer, num_labels, seed=0):
+    torch.manual_seed(seed)
+    return RobertaForSequenceClassification(RobertaConfig.from_preset(
+        "tiny", vocab_size=tokenizer.vocab_size, num_labels=num_labels, hidden_size=64, intermediate_size=128,
+        max_position_embeddings=66))
+
+
+def test_finetuning_learns_the_topics(task):
+    tokenizer, names, train, validation = task
+    model = small_classifier(tokenizer, len(names))
+    history = finetune(model, train, validation, FinetuneConfig(epochs=6, batch_size=32, lr=2e-3, progress=False,
+                                                                device="cpu"), tokenizer.pad_token_id)
+    assert [r["epoch"] for r in history.eval] == list(range(1, 7))
+    assert history.eval[-1]["accuracy"] > 1.5 / len(names), history.eval  # well above chance (1/7) from scratch
+
+
+def test_a_frozen_encoder_stays_frozen(task):
+    tokenizer, names, train, validation = task
+    model = small_classifier(tokenizer, len(names))
+    frozen_before = model.roberta.layers[0].ffn_in.weight.clone()
+    top_before = model.roberta.layers[1].ffn_in.weight.clone()
+    trainable = freeze(model, trainable_layers=1)
+    assert trainable < model.num_parameters() and not model.roberta.embeddings.word_embeddings.weight.requires_grad
+    finetune(model, train[:64], validation[:16], FinetuneConfig(epochs=1, batch_size=32, lr=1e-3, progress=False,
+                                                               device="cpu"), tokenizer.pad_token_id)
+    assert torch.equal(model.roberta.layers[0].ffn_in.weight, frozen_before)
+    assert not torch.equal(model.roberta.layers[1].ffn_in.weight, top_before)
+    assert freeze(model, None) == model.num_parameters()
+
+
+def test_finetuned_model_saves_and_loads_with_equal_logits_in_both_libraries(task, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tokenizer, names, train, validation = task
+    model = small_classifier(tokenizer, len(names)).eval()
+    model.save_pretrained(tmp_path)
+    ours = RobertaForSequenceClassification.from_pretrained(tmp_path)
+    theirs = transformers.RobertaForSequenceClassification.from_pretrained(tmp_path).eval()
+    logits = predict(model, validation[:20], tokenizer.pad_token_id)
+    torch.testing.assert_close(predict(ours, validation[:20], tokenizer.pad_token_id), logits)
+    from roberta_from_scratch.finetuning import collate
+
+    batch = collate(validation[:20], tokenizer.pad_token_id)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(batch["input_ids"], attention_mask=batch["attention_mask"]).logits, logits,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_bad_input_gets_clear_errors(task, tmp_path):
+    tokenizer, names, _, _ = task
+    rows = datasets.Dataset.from_dict({"sentence": ["a"], "target": [0]})
+    with pytest.raises(ValueError, match="needs 'text' and 'label' columns; this one has: sentence, target"):
+        encode_examples(rows, tokenizer, 16)
+    rows = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 9]})
+    with pytest.raises(ValueError, match=r"label 9 is outside \[0, 7\)"):
+        encode_examples(rows, tokenizer, 16, num_labels=7)
+    small_classifier(tokenizer, 2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"classifier.out_proj.weight: checkpoint \(2, 64\) vs model \(7, 64\)"):
+        RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=7)
