@@ -14,34 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .settings import get_scale
+from .settings import SCALES, get_scale
 
 
-@dataclass(frozen=True)
-class PretrainRecipe:
-    """What the scales train: the best this budget could buy, found by trying (notebook 05 says how)."""
-
-    preset: str
-    hidden_size: int | None  # overrides the preset's width (intermediate = 4x)
-    vocab_size: int
-    seq_len: int
-    batch_size: int
-    lr: float
-    steps: int
-    warmup_steps: int
-    eval_every: int
-
-
-RECIPES = {
-    "smoke": PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15),
-    "cpu": PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325),
-    "gpu": PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250),
-}
+RECIPES = {name: scale.pretrain for name, scale in SCALES.items()}  # one source: settings.SCALES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,23 +27,36 @@ DEVICE_ENV = "RFS_DEVICE"
 
 
 @dataclass(frozen=True)
+class PretrainRecipe:
+    """What notebook 05 and ``python -m roberta_from_scratch.pretrain`` train at a scale. The cpu recipe was chosen
+    by timed trials (notebook 05 lists them): on 2 cores a small model taking many steps learns the most."""
+
+    preset: str  # RobertaConfig preset
+    hidden_size: int | None  # overrides the preset's width (intermediate = 4x); None keeps it
+    vocab_size: int  # BPE vocabulary of the pretrained model
+    seq_len: int  # tokens per packed block, <s> included
+    batch_size: int  # sequences per optimizer step
+    lr: float
+    steps: int
+    warmup_steps: int
+    eval_every: int
+
+
+@dataclass(frozen=True)
 class Scale:
     """The sizes a scale chooses. Notebooks print them and say how to change them."""
 
     name: str
     description: str
     minutes_per_notebook: float  # the budget each notebook is held to at this scale
-    corpus_fraction: float  # share of the training corpus the notebooks read
-    vocab_size: int  # BPE vocabulary trained in notebook 01
-    model_preset: str  # RobertaConfig preset used for pretraining
-    max_seq_length: int  # tokens per packed block
-    batch_size: int  # sequences per optimizer step (after accumulation)
-    max_steps: int  # pretraining optimizer steps
-    eval_every: int  # steps between evaluations
+    vocab_size: int  # the BPE vocabulary notebooks 01 to 04 train and use
+    pretrain: PretrainRecipe
     finetune_epochs: int
+    finetune_lr: float
 
     def as_table(self) -> str:
-        rows = [(k, v) for k, v in asdict(self).items() if k not in ("name", "description")]
+        rows = [(k, v) for k, v in asdict(self).items() if k not in ("name", "description", "pretrain")]
+        rows += [(f"pretrain.{k}", v) for k, v in asdict(self.pretrain).items() if v is not None]
         width = max(len(k) for k, _ in rows)
         lines = [f"scale {self.name!r}: {self.description}"]
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]
@@ -52,45 +65,14 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "smoke": Scale(
-        name="smoke",
-        description="test suite: tiny sizes, each notebook at most 90 s on 2 CPU cores",
-        minutes_per_notebook=1.5,
-        corpus_fraction=0.05,
-        vocab_size=512,
-        model_preset="tiny",
-        max_seq_length=64,
-        batch_size=8,
-        max_steps=20,
-        eval_every=10,
-        finetune_epochs=1,
-    ),
-    "cpu": Scale(
-        name="cpu",
-        description="a laptop without a GPU: each notebook at most 10 minutes on 2 cores",
-        minutes_per_notebook=10,
-        corpus_fraction=1.0,
-        vocab_size=8000,
-        model_preset="mini",
-        max_seq_length=128,
-        batch_size=32,
-        max_steps=600,
-        eval_every=100,
-        finetune_epochs=3,
-    ),
-    "gpu": Scale(
-        name="gpu",
-        description="a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes",
-        minutes_per_notebook=30,
-        corpus_fraction=1.0,
-        vocab_size=16000,
-        model_preset="small",
-        max_seq_length=128,
-        batch_size=128,
-        max_steps=6000,
-        eval_every=500,
-        finetune_epochs=5,
-    ),
+    "smoke": Scale("smoke", "test suite: tiny sizes, each notebook at most 90 s on 2 CPU cores", 1.5, 512,
+                   PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15), finetune_epochs=2, finetune_lr=3e-4),
+    "cpu": Scale("cpu", "a laptop without a GPU: each notebook at most 10 minutes on 2 cores", 10, 8000,
+                 PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325), finetune_epochs=10,
+                 finetune_lr=3e-4),
+    "gpu": Scale("gpu", "a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes", 30, 16000,
+                 PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250), finetune_epochs=10,
+                 finetune_lr=1e-4),
 }
 
 

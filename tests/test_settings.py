@@ -44,11 +44,17 @@ def test_unknown_scale_names_the_variable_and_choices(no_env, monkeypatch):
 
 
 def test_scales_grow_from_smoke_to_gpu():
+    from roberta_from_scratch.config import PRESETS
+
     smoke, cpu, gpu = (settings.SCALES[n] for n in ("smoke", "cpu", "gpu"))
-    for f in fields(settings.Scale):
-        if f.type in ("int", "float", int, float):
-            assert getattr(smoke, f.name) <= getattr(cpu, f.name) <= getattr(gpu, f.name), f.name
     assert smoke.minutes_per_notebook == 1.5 and cpu.minutes_per_notebook == 10 and gpu.minutes_per_notebook == 30
+    order = list(PRESETS)
+    for small, big in ((smoke, cpu), (cpu, gpu)):
+        assert small.vocab_size <= big.vocab_size and small.finetune_epochs <= big.finetune_epochs
+        a, b = small.pretrain, big.pretrain
+        assert a.batch_size * a.seq_len * a.steps < b.batch_size * b.seq_len * b.steps  # tokens seen in pretraining
+        assert order.index(a.preset) <= order.index(b.preset)
+        assert a.warmup_steps < a.steps and a.eval_every <= a.steps
 
 
 @pytest.mark.parametrize(
