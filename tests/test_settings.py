@@ -1,7 +1,5 @@
 """Scale, device and precision choices, with the hardware faked where this machine has none."""
 
-from dataclasses import fields
-
 import pytest
 import torch
 
