@@ -50,7 +50,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "pretrained versus random initialisation, a confusion matrix", ("0.3", "1.5", NOT_MEASURED)),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
-            "what each head attends to, before and after training", None),
+            "what each head attends to, before and after training", ("0.2", "0.2", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
             "memory and time against model size, a two-process run", None),
 )
