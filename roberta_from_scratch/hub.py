@@ -114,9 +114,10 @@ def _rename(key: str, rules) -> str:
     return key
 
 
-def to_hf_state_dict(model) -> dict:
-    """Our state dict with transformers' key names (tied decoder weight left out, as transformers does)."""
-    return {_rename(k, _OURS_TO_HF): v for k, v in model.state_dict().items()}
+def to_hf_state_dict(model, state_dict: dict | None = None) -> dict:
+    """Our state dict (or ``state_dict``, the same keys) with transformers' key names (tied decoder weight left
+    out, as transformers does)."""
+    return {_rename(k, _OURS_TO_HF): v for k, v in (model.state_dict() if state_dict is None else state_dict).items()}
 
 
 def read_state_dict(path: Path) -> dict:
@@ -181,10 +182,12 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
                          f"{len(mismatched)} tensors:\n  " + "\n  ".join(shown))
     report = LoadReport(missing=sorted(k for k in ours if k not in renamed),
                         unused=sorted(k for k in renamed if k not in ours))
+    from .distributed import like
+
     with torch.no_grad():
         for key, tensor in renamed.items():
             if key in ours:
-                ours[key].copy_(tensor)
+                ours[key].copy_(like(ours[key], tensor))  # sharded like the parameter under FSDP
     return report
 
 
@@ -214,15 +217,16 @@ def load_pretrained(cls, name_or_path, **config_overrides):
     return model.eval()
 
 
-def save_pretrained(model, directory) -> Path:
-    """config.json (with ``architectures``) and model.safetensors in transformers' layout, each written atomically."""
+def save_pretrained(model, directory, state_dict: dict | None = None) -> Path:
+    """config.json (with ``architectures``) and model.safetensors in transformers' layout, each written atomically.
+    ``state_dict``: the tensors to write instead of the model's own (whole tensors gathered from a sharded run)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
     _atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model, state_dict).items()}
     tmp = directory / (SAFETENSORS_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, directory / SAFETENSORS_FILE)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import MultiHeadSelfAttention
 from .config import RobertaConfig
@@ -150,6 +151,11 @@ class RobertaPreTrainedModel(nn.Module):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
                              f"{tuple(input_ids.shape)}, the shape of input_ids (1 = token, 0 = padding)")
 
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Trade compute for memory: keep only each layer's input in the forward pass and recompute the layer's
+        activations during backward (Chen et al. 2016, arXiv 1604.06174). Results are unchanged."""
+        (self if isinstance(self, RobertaModel) else self.roberta).activation_checkpointing = enabled
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # a tied matrix is one parameter, counted once
 
@@ -160,11 +166,11 @@ class RobertaPreTrainedModel(nn.Module):
 
         return load_pretrained(cls, name_or_path, **config_overrides)
 
-    def save_pretrained(self, directory: str | os.PathLike):
+    def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None):
         """Write config.json and model.safetensors with transformers' key names, each file atomically."""
         from .hub import save_pretrained
 
-        return save_pretrained(self, directory)
+        return save_pretrained(self, directory, state_dict)
 
 
 class RobertaModel(RobertaPreTrainedModel):
@@ -176,6 +182,7 @@ class RobertaModel(RobertaPreTrainedModel):
         self.config = config
         self.embeddings = RobertaEmbeddings(config)
         self.layers = nn.ModuleList(RobertaLayer(config) for _ in range(config.num_hidden_layers))
+        self.activation_checkpointing = False  # set_activation_checkpointing(): recompute layers in backward
         self.init_weights()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -185,8 +192,12 @@ class RobertaModel(RobertaPreTrainedModel):
             attention_mask = None  # nothing to mask (full packed blocks): lets SDPA pick its fastest kernel
         x = self.embeddings(input_ids)
         hidden_states, attentions = [x], []
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            x, weights = layer(x, attention_mask, output_attentions)
+            if recompute:  # keep only each layer's input; run the layer again in backward (notebook 08)
+                x, weights = checkpoint(layer, x, attention_mask, output_attentions, use_reentrant=False)
+            else:
+                x, weights = layer(x, attention_mask, output_attentions)
             hidden_states.append(x)
             attentions.append(weights)
         return ModelOutput(last_hidden_state=x,

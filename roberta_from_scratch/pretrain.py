@@ -4,10 +4,14 @@
     python -m roberta_from_scratch.pretrain --preset mini --vocab-size 8000 --seq-len 128 --batch-size 32 \\
         --steps 600 --lr 1e-3 --output-dir runs/mine
     python -m roberta_from_scratch.pretrain ... --resume      # continue from the latest checkpoint in output-dir
+    torchrun --nproc_per_node=4 -m roberta_from_scratch.pretrain ... [--fsdp]   # the same run on 4 processes
 
 The tokenizer comes from notebook 01 (``course_tokenizer``: trained on the fly when missing); the corpus is
 ``python-docs`` unless ``--corpus`` names another (a Hub corpus when online, or local files). The trained model is
 saved in transformers' layout in ``OUTPUT_DIR/final``.
+
+Under torchrun (``distributed.py``), ``--batch-size`` is the global batch, split over the processes; rank 0
+alone prints, checkpoints and writes the final model; ``--resume`` works with any number of processes.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden-size", type=int)
     parser.add_argument("--vocab-size", type=int)
     parser.add_argument("--seq-len", type=int, help="tokens per packed block, <s> included")
-    parser.add_argument("--batch-size", type=int, help="sequences per optimizer step")
-    parser.add_argument("--micro-batch-size", type=int, help="sequences per forward pass (accumulate the rest)")
+    parser.add_argument("--batch-size", type=int, help="sequences per optimizer step (all processes together)")
+    parser.add_argument("--micro-batch-size", type=int, help="sequences per forward pass in each process "
+                        "(accumulate the rest)")
+    parser.add_argument("--dropout", type=float, help="dropout of hidden states and attention (default 0.1)")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--warmup-steps", type=int)
@@ -43,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="recompute each layer in the backward pass: less memory, more compute")
+    parser.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer "
+                        "states over the processes (FSDP) instead of replicating them (DDP)")
     parser.add_argument("--device")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", required=True)
@@ -57,19 +67,26 @@ def run(args: argparse.Namespace):
     from .data import pack_dataset
     from .masking import DataCollatorForMLM
     from .model import RobertaForMaskedLM
+    from .distributed import close_distributed, init_distributed, main_first
     from .tokenizer import course_tokenizer
     from .training import Trainer, TrainingConfig, latest_checkpoint
+
+    rank = init_distributed(args.device)  # under torchrun: join the other processes; else rank 0 of 1
+    say = print if rank.is_main else (lambda *a, **k: None)
 
     recipe = RECIPES[args.scale or get_scale().name]
     pick = lambda value, default: default if value is None else value  # noqa: E731
     preset, hidden = pick(args.preset, recipe.preset), pick(args.hidden_size, recipe.hidden_size)
     vocab_size, seq_len = pick(args.vocab_size, recipe.vocab_size), pick(args.seq_len, recipe.seq_len)
-    torch.manual_seed(args.seed)
-    tokenizer = course_tokenizer(vocab_size)
-    corpus = load_corpus(args.corpus)
-    train_blocks = list(pack_dataset(corpus["train"], tokenizer, seq_len)["input_ids"])
-    eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, seq_len)["input_ids"])
+    torch.manual_seed(args.seed)  # the same initial weights in every process
+    with main_first():  # rank 0 builds the caches, the others read them
+        tokenizer = course_tokenizer(vocab_size, verbose=rank.is_main)
+        corpus = load_corpus(args.corpus, verbose=rank.is_main)
+        train_blocks = list(pack_dataset(corpus["train"], tokenizer, seq_len)["input_ids"])
+        eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, seq_len)["input_ids"])
     width = {} if hidden is None else {"hidden_size": hidden, "intermediate_size": 4 * hidden}
+    if args.dropout is not None:
+        width.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
     config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size, max_position_embeddings=seq_len + 2,
                                        **width)
     cfg = TrainingConfig(max_steps=pick(args.steps, recipe.steps), batch_size=pick(args.batch_size, recipe.batch_size),
@@ -78,25 +95,30 @@ def run(args: argparse.Namespace):
                          eval_every=pick(args.eval_every, recipe.eval_every), checkpoint_every=args.checkpoint_every,
                          checkpoint_dir=str(Path(args.output_dir) / "checkpoints"), seed=args.seed,
                          precision=args.precision, compile=args.compile, device=args.device,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing,
+                         fsdp=args.fsdp)
     trainer = Trainer(RobertaForMaskedLM(config), train_blocks, DataCollatorForMLM(tokenizer), cfg, eval_blocks)
     if args.resume:
         checkpoint = latest_checkpoint(cfg.checkpoint_dir)
         if checkpoint is None:
-            print(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
+            say(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
         else:
             trainer.load_checkpoint(checkpoint)
-            print(f"resumed from {checkpoint} at step {trainer.step}")
-    print(f"model: {trainer.model.num_parameters():,} parameters ({preset}, hidden {config.hidden_size}); "
+            say(f"resumed from {checkpoint} at step {trainer.step}")
+    processes = f"; {rank.world_size} processes ({'FSDP' if args.fsdp else 'DDP'})" if rank.distributed else ""
+    say(f"model: {trainer.model.num_parameters():,} parameters ({preset}, hidden {config.hidden_size}); "
           f"{len(train_blocks):,} blocks of {seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
-          f"{trainer.device} {trainer.precision.name}")
+          f"{trainer.device} {trainer.precision.name}{processes}")
     history = trainer.train()
-    final = trainer.model.save_pretrained(Path(args.output_dir) / "final")
-    tokenizer.save(final)
-    (Path(args.output_dir) / "history.json").write_text(json.dumps({"train": history.train, "eval": history.eval}))
+    final = trainer.save_model(Path(args.output_dir) / "final")
+    if rank.is_main:
+        tokenizer.save(final)
+        (Path(args.output_dir) / "history.json").write_text(json.dumps({"train": history.train,
+                                                                        "eval": history.eval}))
+    close_distributed()
     if history.eval:
         last = history.eval[-1]
-        print(f"final: held-out loss {last['loss']:.3f}, perplexity {last['perplexity']:.1f}, masked-token accuracy "
+        say(f"final: held-out loss {last['loss']:.3f}, perplexity {last['perplexity']:.1f}, masked-token accuracy "
               f"{last['accuracy']:.1%}; saved to {final}")
     return trainer
 

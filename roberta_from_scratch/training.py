@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from .config import RobertaConfig
+from .distributed import (all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, load_optimizer_state,
+                          optimizer_state, wrap_model, world)
 from .settings import Precision, pick_device, pick_precision
 
 STATE_FILE = "training_state.pt"
@@ -40,8 +42,8 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 @dataclass
 class TrainingConfig:
     max_steps: int
-    batch_size: int = 32  # sequences per optimizer step
-    micro_batch_size: int | None = None  # sequences per forward pass; batch_size / micro_batch_size accumulate
+    batch_size: int = 32  # sequences per optimizer step, over all processes together
+    micro_batch_size: int | None = None  # sequences per forward pass (per process); the rest accumulate
     lr: float = 6e-4
     warmup_steps: int = 0
     weight_decay: float = 0.01
@@ -58,6 +60,8 @@ class TrainingConfig:
     compile: bool = False
     device: str | None = None
     progress: bool = True
+    activation_checkpointing: bool = False  # recompute each layer in backward: less memory, about 1/3 more compute
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer states (else DDP replicates them)
 
     def __post_init__(self):
         if self.max_steps < 1 or self.batch_size < 1:
@@ -73,6 +77,18 @@ class TrainingConfig:
     @property
     def accumulation_steps(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+    def per_process(self, world_size: int) -> tuple[int, int]:
+        """(sequences per process per step, micro-batch size) when ``world_size`` processes share each step."""
+        if self.batch_size % world_size:
+            raise ValueError(f"batch_size={self.batch_size} cannot be split evenly over {world_size} processes: "
+                             f"use a multiple of {world_size} (batch_size is the global batch of all processes)")
+        share = self.batch_size // world_size
+        micro = self.micro_batch_size or share
+        if share % micro:
+            raise ValueError(f"each of the {world_size} processes takes {share} sequences per step, not a multiple of "
+                             f"micro_batch_size={micro}: choose a micro_batch_size that divides {share}")
+        return share, micro
 
 
 # ----------------------------------------------------------------------------------------------- optimizer
@@ -207,10 +223,20 @@ class Trainer:
 
     def __init__(self, model, train_blocks, collator, cfg: TrainingConfig, eval_blocks=None):
         self.cfg = cfg
-        self.device = torch.device(cfg.device) if cfg.device else pick_device()
+        self.world = world()  # under torchrun: this process's rank among world_size; else rank 0 of 1
+        self.per_process, self.micro = cfg.per_process(self.world.world_size)
+        self.device = device_for(self.world, cfg.device) or (torch.device(cfg.device) if cfg.device else pick_device())
         self.precision = self._precision()
         self.model = model.to(self.device).train()
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        if cfg.activation_checkpointing:
+            self.model.set_activation_checkpointing(True)
+        if cfg.fsdp and not self.world.distributed:
+            raise ValueError("fsdp=True shards the model over processes: launch with torchrun --nproc_per_node=N "
+                             "(N > 1), or leave fsdp off")
+        wrapped = wrap_model(self.model, cfg.fsdp, self.device)  # DDP, FSDP, or the model itself
+        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        if self.world.distributed:  # dropout differs across ranks (the weights are equal: DDP broadcasts rank 0's)
+            torch.manual_seed(cfg.seed * 1_000_003 + 7_919 * (self.world.rank + 1))
         self.collator = collator
         self.batches = StepBatches(train_blocks, cfg.batch_size, cfg.seed)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -223,8 +249,9 @@ class Trainer:
         if eval_blocks is not None and len(eval_blocks):
             blocks = [eval_blocks[i] for i in range(min(cfg.eval_blocks, len(eval_blocks)))]
             fixed = torch.Generator().manual_seed(12345)  # the same masks at every evaluation: comparable numbers
-            size = cfg.micro_batch_size or cfg.batch_size
-            self.eval_batches = [collator(blocks[i:i + size], generator=fixed) for i in range(0, len(blocks), size)]
+            masked = collator(blocks, generator=fixed)  # masked at once: the masks do not depend on the chunking
+            self.eval_batches = [{k: v[i:i + self.micro] for k, v in masked.items()}
+                                 for i in range(0, len(blocks), self.micro)]
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
         self.flops_per_token = flops_per_token(model.config, seq_len)
@@ -241,41 +268,47 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- one step
 
     def train_step(self) -> float:
-        """One optimizer step over the step's batch; returns the batch's mean loss (NaN for a skipped fp16 step)."""
+        """One optimizer step over the step's batch; returns the batch's mean loss (NaN or inf for an fp16 step
+        that overflowed: the gradient scaler then skips the update and lowers its scale)."""
         loss = self.compute_gradients()
-        if math.isfinite(loss):
-            self.apply_gradients()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-            self.step += 1
+        self.apply_gradients()
         return loss
 
     def compute_gradients(self) -> float:
         """Forward and backward over the step's batch, split into micro-batches whose losses are weighted by their
-        share of the batch's masked tokens: ``.grad`` ends up as the whole batch's gradient."""
+        share of the batch's masked tokens: ``.grad`` ends up as the whole batch's gradient.
+
+        With several processes, each takes its own slice of the step's rows (the whole batch is masked the same way
+        on every rank, so the masks do not depend on the number of processes); DDP or FSDP averages the gradients
+        over ranks, hence the factor ``world_size``, and synchronises only after the last micro-batch."""
         examples = self.batches(self.step)
         batch = self.collator(examples, generator=step_generator(self.cfg.seed, self.step))
         self.last_tokens = int(batch["attention_mask"].sum())
         targets = int((batch["labels"] != -100).sum())
-        micro = self.cfg.micro_batch_size or self.cfg.batch_size
+        ranks = self.world.world_size
+        first = self.world.rank * self.per_process
+        starts = range(first, first + self.per_process, self.micro)
         total = 0.0
-        for start in range(0, len(examples), micro):
-            part = {k: v[start:start + micro].to(self.device, non_blocking=True) for k, v in batch.items()}
+        for n, start in enumerate(starts):
+            part = {k: v[start:start + self.micro].to(self.device, non_blocking=True) for k, v in batch.items()}
             share = int((part["labels"] != -100).sum()) / max(targets, 1)
-            with self.precision.autocast():
-                loss = self.forward(**part).loss
-            if not torch.isfinite(loss):
-                if self.precision.use_grad_scaler:  # fp16 overflow in the forward pass: skip this step
-                    self.skipped_steps += 1
-                    return float("nan")
-                raise FloatingPointError(
-                    f"the loss is {loss.item()} at step {self.step}: training diverged; lower the learning rate "
-                    f"(now {self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now "
-                    f"{self.precision.name})")
-            self.scaler.scale(loss * share).backward()
-            total += loss.item() * share
-        return total
+            with gradient_sync(self.forward, self.model, sync=n == len(starts) - 1):
+                total += self._micro_step(part, share * ranks) / ranks
+        return all_reduce_sum(total, self.device)
+
+    def _micro_step(self, part: dict, weight: float) -> float:
+        """Forward and backward of one micro-batch, its loss weighted by ``weight``; returns the weighted loss."""
+        with self.precision.autocast():
+            loss = self.forward(**part).loss
+        if not torch.isfinite(loss) and not self.precision.use_grad_scaler:
+            # (fp16 goes on: the backward pass spreads the inf to the gradients, every rank's scaler sees it after
+            # the all-reduce, and all skip the step together)
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at step {self.step}: training diverged; lower the learning rate "
+                f"(now {self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now "
+                f"{self.precision.name})")
+        self.scaler.scale(loss * weight).backward()
+        return loss.item() * weight
 
     def apply_gradients(self) -> None:
         """Clip, step the optimizer (through the scaler in fp16) and the schedule."""
@@ -298,7 +331,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         stop = min(until or self.cfg.max_steps, self.cfg.max_steps)
-        bar = tqdm(total=stop, initial=self.step, desc="pretraining", unit="step", disable=not self.cfg.progress,
+        bar = tqdm(total=stop, initial=self.step, desc="pretraining", unit="step", disable=not (self.cfg.progress and self.world.is_main),
                    dynamic_ncols=True)
         window_start, window_tokens = time.perf_counter(), 0
         if self.step == 0 and self.eval_batches and not self.history.eval:
@@ -310,7 +343,7 @@ class Trainer:
             except torch.OutOfMemoryError:
                 raise RuntimeError(
                     f"CUDA ran out of memory at step {self.step} with micro-batches of "
-                    f"{self.cfg.micro_batch_size or self.cfg.batch_size} sequences: set a smaller micro_batch_size "
+                    f"{self.micro} sequences: set a smaller micro_batch_size "
                     "(the same batch_size then accumulates more micro-batches), a shorter sequence, or a smaller "
                     "model") from None
             window_tokens += self.last_tokens
@@ -328,7 +361,7 @@ class Trainer:
             if self.eval_batches and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.max_steps):
                 result = evaluate(self.model, self.eval_batches, self.device, self.precision)
                 self.history.eval.append({"step": self.step, **result})
-                if self.cfg.progress:
+                if self.cfg.progress and self.world.is_main:
                     bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
                               f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
                 window_start, window_tokens = time.perf_counter(), 0  # do not count evaluation time
@@ -339,36 +372,55 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
+    def save_model(self, directory: str | os.PathLike) -> Path:
+        """The model alone in transformers' layout (config.json + model.safetensors), written by rank 0 from whole
+        tensors (gathered first under FSDP: every rank must call this)."""
+        state = full_state_dict(self.model)
+        if self.world.is_main:
+            self.model.save_pretrained(directory, state_dict=state)
+        barrier()
+        return Path(directory)
+
     def save_checkpoint(self, directory: str | os.PathLike | None = None) -> Path:
         """Weights (config.json + model.safetensors) and training state in ``step-NNNNNNN/``, written into a
-        temporary folder and renamed into place: a crash while saving leaves the earlier checkpoints whole."""
+        temporary folder and renamed into place: a crash while saving leaves the earlier checkpoints whole.
+
+        Tensors are whole and the optimizer state is keyed by parameter name, so a checkpoint written by N
+        processes loads in any number. Every rank must call this (FSDP gathers); rank 0 writes."""
         root = Path(directory or self.cfg.checkpoint_dir or "checkpoints")
-        root.mkdir(parents=True, exist_ok=True)
         final = root / f"step-{self.step:07d}"
-        tmp = root / f".tmp-step-{self.step:07d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        state = {
-            "step": self.step,
-            "skipped_steps": self.skipped_steps,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "cpu_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "training_config": json.dumps(asdict(self.cfg)),
-            "history": json.dumps(asdict(self.history)),
-        }
-        torch.save(state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        model_state = full_state_dict(self.model)
+        optim_state = optimizer_state(self.model, self.optimizer)
+        if self.world.is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = root / f".tmp-step-{self.step:07d}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save_pretrained(tmp, state_dict=model_state)
+            state = {
+                "step": self.step,
+                "skipped_steps": self.skipped_steps,
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "cpu_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "world_size": self.world.world_size,
+                "training_config": json.dumps(asdict(self.cfg)),
+                "history": json.dumps(asdict(self.history)),
+            }
+            torch.save(state, tmp / STATE_FILE)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in sorted(root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier()
         return final
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Continue from a checkpoint folder (or the latest ``step-*`` folder inside ``path``)."""
+        """Continue from a checkpoint folder (or the latest ``step-*`` folder inside ``path``), written by any number
+        of processes. In one process the random state is restored exactly; with several, each rank's dropout
+        stream is seeded from (seed, step, rank)."""
         from .hub import load_state_dict_into, read_state_dict
 
         path = latest_checkpoint(path) or Path(path)
@@ -382,13 +434,16 @@ class Trainer:
             raise ValueError(f"{path} was trained with another model config: " + "; ".join(differences))
         load_state_dict_into(self.model, read_state_dict(path / "model.safetensors"))
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["cpu_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+        if self.world.distributed:
+            torch.manual_seed(self.cfg.seed * 1_000_003 + 7_919 * (self.world.rank + 1) + 104_729 * self.step)
+        else:
+            torch.set_rng_state(state["cpu_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
         history = json.loads(state["history"])
         self.history = History(train=history["train"], eval=history["eval"])
 

@@ -68,16 +68,39 @@ def test_linear_warmup_then_linear_decay():
     assert all(a <= b for a, b in zip(values[:10], values[1:10]))
 
 
-def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(setup):
+def gradients_of_one_step(setup, **cfg):
+    trainer = trainer_for(setup, max_grad_norm=None, **cfg)
+    trainer.model.eval()  # no dropout: the same function every way
+    trainer.compute_gradients()
+    return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(setup, k):
+    """k micro-batches of 8/k sequences, accumulated, equal one batch of 8 (gradients within 1e-6)."""
+    whole = gradients_of_one_step(setup, batch_size=8)
+    accumulated = gradients_of_one_step(setup, batch_size=8, micro_batch_size=8 // k)
+    assert whole.keys() == accumulated.keys() and len(whole) > 10
+    for name in whole:
+        torch.testing.assert_close(accumulated[name], whole[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_activation_checkpointing_changes_memory_not_results(setup):
+    plain = gradients_of_one_step(setup, batch_size=8)
+    recomputed = gradients_of_one_step(setup, batch_size=8, activation_checkpointing=True)
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], rtol=0, atol=1e-6, msg=name)
+    # with dropout on, the recomputation replays the same dropout masks (the random state is saved and restored)
+    tokenizer, *_ = setup
+    ids = torch.randint(5, tokenizer.vocab_size, (2, 16))
     grads = []
-    for micro in (None, 2):
-        trainer = trainer_for(setup, batch_size=8, micro_batch_size=micro, max_grad_norm=None)
-        trainer.model.eval()  # no dropout: the same function both ways
-        trainer.compute_gradients()
-        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7)
+    for enabled in (False, True):
+        model = tiny_model(tokenizer).train()
+        model.set_activation_checkpointing(enabled)
+        torch.manual_seed(7)
+        model(ids, labels=ids).loss.backward()
+        grads.append(model.lm_head.dense.weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-6)
 
 
 def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
@@ -167,4 +190,5 @@ def test_training_learns_something(setup):
     history = trainer.train()
     first, last = history.eval[0], history.eval[-1]
     assert last["loss"] < first["loss"] - 0.5, (first, last)  # from the uniform guess, log(400) = 6.0, downwards
-    assert last["accuracy"] > 0.05  # at least the most frequent tokens are learned
+    # at least the most frequent tokens are learned: from 1 in 125 held-out targets at random init to 5 (40 steps)
+    assert last["accuracy"] >= first["accuracy"] + 0.025, (first, last)

@@ -1,0 +1,83 @@
+"""Data-parallel training with torchrun on CPU (gloo): 2 processes x B sequences take the same steps as 1 process
+x 2B, with DDP and with FSDP, and a checkpoint of a 2-process run resumes in 1 process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT
+
+STEPS, BATCH = 4, 8  # a global batch of 8: one process x 8, or two processes x 4
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    env = {**os.environ, "RFS_DATA_DIR": str(data), "RFS_SCALE": "smoke", "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
+
+    def launch(output, processes=1, *extra):
+        args = ["-m", "roberta_from_scratch.pretrain", "--scale", "smoke", "--steps", str(STEPS), "--batch-size",
+                str(BATCH), "--dropout", "0", "--checkpoint-every", "2", "--eval-every", "2", "--no-progress",
+                "--device", "cpu", "--output-dir", str(output), *extra]
+        if processes > 1:
+            args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    return launch
+
+
+def losses(output):
+    history = json.loads((output / "history.json").read_text())
+    return [r["loss"] for r in history["train"]], [r["loss"] for r in history["eval"]]
+
+
+def assert_same_weights(a, b, atol=1e-5):
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=atol, msg=key)
+
+
+@pytest.fixture(scope="module")
+def single(run, tmp_path_factory):
+    output = tmp_path_factory.mktemp("single")
+    run(output)
+    return output
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_equal_one_with_twice_the_batch(run, single, tmp_path, mode):
+    stdout = run(tmp_path, 2, *(["--fsdp"] if mode == "fsdp" else []))
+    assert f"2 processes ({mode.upper()})" in stdout
+    assert stdout.count("final: held-out loss") == 1  # rank 0 alone reports
+    train_1, eval_1 = losses(single)
+    train_2, eval_2 = losses(tmp_path)
+    assert len(train_2) == STEPS and len(eval_2) == len(eval_1) == 3
+    torch.testing.assert_close(torch.tensor(train_2), torch.tensor(train_1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(eval_2), torch.tensor(eval_1), rtol=0, atol=1e-5)
+    assert_same_weights(tmp_path / "final", single / "final")
+    # the same data in both: a different seed would give a different first loss
+    assert abs(train_1[0] - train_1[1]) > 1e-4
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_a_two_process_checkpoint_resumes_in_one_process(run, single, tmp_path, mode):
+    run(tmp_path / "two", 2, *(["--fsdp"] if mode == "fsdp" else []))
+    resumed = tmp_path / "one"
+    shutil.copytree(tmp_path / "two" / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002")
+    stdout = run(resumed, 1, "--resume")
+    assert "resumed from" in stdout and "at step 2" in stdout
+    assert_same_weights(resumed / "final", tmp_path / "two" / "final")
+    assert_same_weights(resumed / "final", single / "final")
+    train, _ = losses(resumed)
+    torch.testing.assert_close(torch.tensor(train), torch.tensor(losses(single)[0]), rtol=0, atol=1e-5)
