@@ -106,28 +106,29 @@ def _check_layers(include_layers, layers: int) -> list[int] | None:
 # ----------------------------------------------------------------------------------------------- bertviz
 
 
-def head_view(attentions, tokens: Sequence[str], sentence_b_start: int | None = None,
-              include_layers: Sequence[int] | None = None, html_action: str = "view"):
-    """bertviz's head view of our attentions (checked first). ``html_action="return"`` gives the HTML object."""
-    from bertviz import head_view as _head_view
-
+def _bertviz(view, attentions, tokens, sentence_b_start, include_layers, html_action):
+    """Check our inputs, then hand them to one of bertviz's views (tokens already readable: no prettifying)."""
     layers, _, seq = check_attention(attentions, tokens)
     if sentence_b_start is not None and not 0 < sentence_b_start < seq:
         raise ValueError(f"sentence_b_start={sentence_b_start} must fall inside the sequence (1 to {seq - 1})")
-    return _head_view(list(attentions), list(tokens), sentence_b_start=sentence_b_start, prettify_tokens=False,
-                      include_layers=_check_layers(include_layers, layers), html_action=html_action)
+    return view(list(attentions), list(tokens), sentence_b_start=sentence_b_start, prettify_tokens=False,
+                include_layers=_check_layers(include_layers, layers), html_action=html_action)
+
+
+def head_view(attentions, tokens: Sequence[str], sentence_b_start: int | None = None,
+              include_layers: Sequence[int] | None = None, html_action: str = "view"):
+    """bertviz's head view of our attentions (checked first). ``html_action="return"`` gives the HTML object."""
+    from bertviz import head_view as view
+
+    return _bertviz(view, attentions, tokens, sentence_b_start, include_layers, html_action)
 
 
 def model_view(attentions, tokens: Sequence[str], sentence_b_start: int | None = None,
                include_layers: Sequence[int] | None = None, html_action: str = "view"):
     """bertviz's model view (every layer and head at once) of our attentions."""
-    from bertviz import model_view as _model_view
+    from bertviz import model_view as view
 
-    layers, _, seq = check_attention(attentions, tokens)
-    if sentence_b_start is not None and not 0 < sentence_b_start < seq:
-        raise ValueError(f"sentence_b_start={sentence_b_start} must fall inside the sequence (1 to {seq - 1})")
-    return _model_view(list(attentions), list(tokens), sentence_b_start=sentence_b_start, prettify_tokens=False,
-                       include_layers=_check_layers(include_layers, layers), html_action=html_action)
+    return _bertviz(view, attentions, tokens, sentence_b_start, include_layers, html_action)
 
 
 # ----------------------------------------------------------------------------------------------- static maps
