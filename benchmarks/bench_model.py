@@ -5,7 +5,12 @@ best of several rounds is kept. Peak memory is measured in a fresh subprocess pe
 the CPU, peak allocated memory on CUDA). On a GPU it runs the mini and base presets in the precision the settings
 module picks (bf16 or fp16 autocast).
 
+With ``--activation-checkpointing`` both models recompute each layer in the backward pass (ours:
+``set_activation_checkpointing``; transformers: ``gradient_checkpointing_enable``); the results go to their own
+section, beside the one without it, to show the memory saved and the time added.
+
     python benchmarks/bench_model.py [--preset tiny] [--vocab-size 8000] [--batch 32] [--seq 128] [--device cpu]
+                                     [--activation-checkpointing]
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.settings import pick_precision
 
 
-def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "transformers")):
+def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "transformers"),
+          checkpointing: bool = False):
     import transformers
 
     torch.manual_seed(0)
@@ -38,6 +44,10 @@ def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "tr
                                                                             attn_implementation="sdpa"))
         theirs.load_state_dict(to_hf_state_dict(ours), strict=False)  # the tied decoder follows the embeddings
         models["transformers"] = theirs
+    if checkpointing:
+        ours.set_activation_checkpointing(True)
+        if "transformers" in models:
+            models["transformers"].gradient_checkpointing_enable({"use_reentrant": False})
     return {name: models[name].to(device).train() for name in which}
 
 
@@ -73,7 +83,8 @@ def worker(args) -> None:
     """Memory of one model's training steps, measured alone in a fresh process: the peak during the steps minus
     what the process held before them (weights, optimizer-free), i.e. activations, gradients and workspace."""
     device = torch.device(args.device)
-    model = build(args.preset, args.vocab_size, device, which=(args.worker,))[args.worker]
+    model = build(args.preset, args.vocab_size, device, which=(args.worker,),
+                  checkpointing=args.activation_checkpointing)[args.worker]
     ids, mask, labels = batch(args.vocab_size, args.batch, args.seq, device)
     step = step_fn(model, ids, mask, labels, pick_precision(device))
     if device.type == "cuda":
@@ -90,7 +101,7 @@ def worker(args) -> None:
 def measure(args) -> dict:
     device = torch.device(args.device)
     precision = pick_precision(device)
-    models = build(args.preset, args.vocab_size, device)
+    models = build(args.preset, args.vocab_size, device, checkpointing=args.activation_checkpointing)
     ours, theirs = models["ours"], models["transformers"]
     ids, mask, labels = batch(args.vocab_size, args.batch, args.seq, device)
     with torch.no_grad():
@@ -125,6 +136,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--worker", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -146,9 +158,10 @@ def main() -> None:
         f"Preset {args.preset}, vocabulary {args.vocab_size:,}, batch {args.batch} x {args.seq} tokens, 15% of tokens "
         f"labelled, {args.device} {r['precision']}, training mode without dropout, best of {args.rounds} alternating "
         f"rounds of {args.steps} steps. Ours runs the MLM head only on the labelled positions; transformers runs it "
-        f"on every position. {machine_line(transformers=transformers.__version__)}",
+        f"on every position.{' Both with activation checkpointing.' * args.activation_checkpointing} {machine_line(transformers=transformers.__version__)}",
     ])
-    write_section(f"model: {args.preset} preset, {args.device}", table)
+    ckpt = ", activation checkpointing" if args.activation_checkpointing else ""
+    write_section(f"model: {args.preset} preset, {args.device}{ckpt}", table)
     print(table)
 
 

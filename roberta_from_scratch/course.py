@@ -52,7 +52,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
             "what each head attends to, before and after training", ("0.2", "0.2", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
-            "memory and time against model size, a two-process run", None),
+            "memory and time against model size, a two-process run", ("0.5", "0.7", CPU_ONLY)),
 )
 
 
