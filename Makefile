@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit notebooks-test notebooks execute bench clean
+.PHONY: lab test unit notebooks-test notebooks execute assignments bench clean
 
 # Create .venv and install the package with everything the course and its tests need. A torch already in .venv
 # (for example a CPU-only build installed first) is kept: the package asks only for a lower bound.
@@ -39,6 +39,11 @@ NB ?= notebooks/*.ipynb
 execute: $(STAMP)
 	RFS_SCALE=cpu HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=1200 $(NB)
+
+# Instructors: the student versions of the notebooks that have exercises, into assignments/ (nbgrader's own
+# preprocessors through nbconvert: solutions and hidden tests removed, outputs cleared, tests locked).
+assignments: $(STAMP)
+	$(BIN)/python -m roberta_from_scratch.assignments
 
 # Benchmarks (not tests): ours against the reference, side by side; results in benchmarks/results.md.
 bench: $(STAMP)

@@ -19,6 +19,7 @@ from pathlib import Path
 REPOSITORY = "roberta-from-scratch/roberta-from-scratch"  # GitHub owner/name
 BRANCH = "main"
 NOTEBOOK_DIR = "notebooks"
+ASSIGNMENT_DIR = "assignments"  # the student versions (python -m roberta_from_scratch.assignments)
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,13 @@ COURSE_MAP: tuple[Chapter, ...] = (
 )
 
 
-def colab_url(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
-    return f"https://colab.research.google.com/github/{repository}/blob/{branch}/{NOTEBOOK_DIR}/{notebook}"
+def colab_url(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH, folder: str = NOTEBOOK_DIR) -> str:
+    return f"https://colab.research.google.com/github/{repository}/blob/{branch}/{folder}/{notebook}"
 
 
-def badge(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+def badge(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH, folder: str = NOTEBOOK_DIR) -> str:
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"({colab_url(notebook, repository, branch)})")
+            f"({colab_url(notebook, repository, branch, folder)})")
 
 
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
