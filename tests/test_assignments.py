@@ -161,3 +161,25 @@ def test_command_line_json_and_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         assignments.main([str(tmp_path / "nowhere.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_nbgrader_itself_accepts_the_course_notebooks_and_agrees(tmp_path):
+    """An instructor who runs nbgrader (without its database) gets the same student cells as `make assignments`,
+    apart from the Colab badge, which ours points at assignments/."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "source" / "ps"
+    source.mkdir(parents=True)
+    for path in NOTEBOOKS:
+        shutil.copy(path, source / path.name)
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "ps", "--no-db"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path in NOTEBOOKS:
+        theirs = json.loads((tmp_path / "release" / "ps" / path.name).read_text())["cells"]
+        ours = json.loads((ROOT / ASSIGNMENT_DIR / path.name).read_text())["cells"]
+        assert len(theirs) == len(ours), path.name
+        for index, (a, b) in enumerate(zip(ours[1:], theirs[1:]), start=1):
+            assert "".join(a["source"]) == "".join(b["source"]), f"{path.name}, cell {index}"
