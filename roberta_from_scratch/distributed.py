@@ -30,6 +30,7 @@ class World:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group exists (torchrun), even of one process
 
     @property
     def is_main(self) -> bool:
@@ -37,22 +38,24 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Launched by torchrun: DDP or FSDP wrap the model, even with one process (which is how a one-GPU
+        machine tries the multi-GPU path)."""
+        return self.group
 
 
 def world() -> World:
     """This process's place among the processes of the run (one process: rank 0 of 1)."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
     return World()
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def init_distributed(device: str | None = None) -> World:
-    """Join the process group that torchrun describes in the environment; a no-op in a single process.
+    """Join the process group that torchrun describes in the environment (a no-op without torchrun).
 
     Each process uses GPU ``LOCAL_RANK`` with NCCL when CUDA is there (and ``device`` does not say otherwise),
     else the CPU with gloo.
@@ -66,7 +69,11 @@ def init_distributed(device: str | None = None) -> World:
             raise RuntimeError(f"LOCAL_RANK {local_rank} but this machine has {torch.cuda.device_count()} GPUs: "
                                "set --nproc_per_node to at most the number of GPUs")
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+        # naming the GPU binds NCCL to it (no guessing the device from the rank, which can hang a run whose ranks
+        # map to GPUs unevenly)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo")
     return world()
 
 

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace):
         else:
             trainer.load_checkpoint(checkpoint)
             say(f"resumed from {checkpoint} at step {trainer.step}")
-    processes = f"; {rank.world_size} processes ({'FSDP' if args.fsdp else 'DDP'})" if rank.distributed else ""
+    processes = (f"; {rank.world_size} process{'es' * (rank.world_size > 1)} ({'FSDP' if args.fsdp else 'DDP'})"
+                 if rank.distributed else "")
     say(f"model: {trainer.model.num_parameters():,} parameters ({preset}, hidden {config.hidden_size}); "
           f"{len(train_blocks):,} blocks of {seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
           f"{trainer.device} {trainer.precision.name}{processes}")

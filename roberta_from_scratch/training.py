@@ -232,7 +232,7 @@ class Trainer:
             self.model.set_activation_checkpointing(True)
         if cfg.fsdp and not self.world.distributed:
             raise ValueError("fsdp=True shards the model over processes: launch with torchrun --nproc_per_node=N "
-                             "(N > 1), or leave fsdp off")
+                             "(N = 1 is allowed, to try it on one GPU), or leave fsdp off")
         wrapped = wrap_model(self.model, cfg.fsdp, self.device)  # DDP, FSDP, or the model itself
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         if self.world.distributed:  # dropout differs across ranks (the weights are equal: DDP broadcasts rank 0's)

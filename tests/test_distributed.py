@@ -22,11 +22,11 @@ def run(tmp_path_factory):
     env = {**os.environ, "RFS_DATA_DIR": str(data), "RFS_SCALE": "smoke", "OMP_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1"}
 
-    def launch(output, processes=1, *extra):
+    def launch(output, processes=1, *extra, torchrun=None):
         args = ["-m", "roberta_from_scratch.pretrain", "--scale", "smoke", "--steps", str(STEPS), "--batch-size",
                 str(BATCH), "--dropout", "0", "--checkpoint-every", "2", "--eval-every", "2", "--no-progress",
                 "--device", "cpu", "--output-dir", str(output), *extra]
-        if processes > 1:
+        if processes > 1 if torchrun is None else torchrun:
             args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
         done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=600)
@@ -55,10 +55,12 @@ def single(run, tmp_path_factory):
     return output
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_processes_equal_one_with_twice_the_batch(run, single, tmp_path, mode):
-    stdout = run(tmp_path, 2, *(["--fsdp"] if mode == "fsdp" else []))
-    assert f"2 processes ({mode.upper()})" in stdout
+@pytest.mark.parametrize("mode, processes", [("ddp", 2), ("fsdp", 2), ("fsdp", 1)])
+def test_processes_under_torchrun_equal_one_plain_process(run, single, tmp_path, mode, processes):
+    """2 x 4 sequences take the steps of 1 x 8; so does torchrun with one process (how a one-GPU machine tries the
+    multi-GPU path)."""
+    stdout = run(tmp_path, processes, *(["--fsdp"] if mode == "fsdp" else []), torchrun=True)
+    assert f"{processes} process{'es' * (processes > 1)} ({mode.upper()})" in stdout
     assert stdout.count("final: held-out loss") == 1  # rank 0 alone reports
     train_1, eval_1 = losses(single)
     train_2, eval_2 = losses(tmp_path)
