@@ -108,7 +108,8 @@ def _read(path: Path, what: str):
 
 def restore_locked_cells(student, source):
     """The student's notebook with every locked cell (tests, statements) replaced by the course notebook's, hidden
-    tests included, and outputs cleared. Returns (notebook, grade ids of test cells the student deleted)."""
+    tests included, and outputs cleared. Returns (notebook, {grade id: course cell} of the graded cells the
+    student deleted)."""
     import copy
 
     by_id = {nbgrader_meta(c)["grade_id"]: c for c in source.cells if nbgrader_meta(c).get("grade_id")}
@@ -128,7 +129,7 @@ def restore_locked_cells(student, source):
             cell.metadata["nbgrader"] = dict(nbgrader_meta(original))
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    missing = [g for g, c in by_id.items() if nbgrader_meta(c).get("grade") and g not in seen]
+    missing = {g: c for g, c in by_id.items() if nbgrader_meta(c).get("grade") and g not in seen}
     return nb, missing
 
 
@@ -222,11 +223,12 @@ def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None
             timed_out = results[index].startswith("Timeout: ")
             message = results[index].removeprefix("Timeout: ")
             report.exercises.append(Exercise(name, points, 0.0, TIMEOUT if timed_out else FAILED, message))
-    for grade_id in missing:
-        meta = nbgrader_meta({c.metadata["nbgrader"]["grade_id"]: c for c in source.cells
-                              if nbgrader_meta(c).get("grade_id")}[grade_id])
-        report.exercises.append(Exercise(grade_id.removesuffix(TESTS_SUFFIX), float(meta.get("points", 0)), 0.0,
-                                         MISSING, "the test cell was deleted"))
+    for grade_id, cell in missing.items():
+        meta = nbgrader_meta(cell)
+        written = meta.get("solution") or cell.cell_type != "code"
+        report.exercises.append(Exercise(grade_id.removesuffix(TESTS_SUFFIX), float(meta.get("points", 0)),
+                                         None if written else 0.0, MANUAL if written else MISSING,
+                                         "the cell was deleted"))
     return report
 
 
