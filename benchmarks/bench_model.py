@@ -158,7 +158,8 @@ def main() -> None:
         f"Preset {args.preset}, vocabulary {args.vocab_size:,}, batch {args.batch} x {args.seq} tokens, 15% of tokens "
         f"labelled, {args.device} {r['precision']}, training mode without dropout, best of {args.rounds} alternating "
         f"rounds of {args.steps} steps. Ours runs the MLM head only on the labelled positions; transformers runs it "
-        f"on every position.{' Both with activation checkpointing.' * args.activation_checkpointing} {machine_line(transformers=transformers.__version__)}",
+        f"on every position.{' Both with activation checkpointing.' * args.activation_checkpointing} "
+        f"{machine_line(transformers=transformers.__version__)}",
     ])
     ckpt = ", activation checkpointing" if args.activation_checkpointing else ""
     write_section(f"model: {args.preset} preset, {args.device}{ckpt}", table)

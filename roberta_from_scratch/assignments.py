@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .course import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge
+from .course import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge, notebook_text
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 
@@ -84,11 +84,6 @@ def _write_atomically(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def notebook_text(nb) -> str:
-    """The notebook as the repository stores it (the same layout as ``course sync`` writes)."""
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def build(notebooks: list[str | os.PathLike] | None = None, output_dir: str | os.PathLike = ASSIGNMENT_DIR

@@ -96,6 +96,11 @@ def map_table(chapters: tuple[Chapter, ...] = COURSE_MAP) -> str:
     return "\n".join(lines)
 
 
+def notebook_text(nb) -> str:
+    """A notebook as the repository stores it (one layout for every writer, so diffs stay small)."""
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH) -> bool:
     """Rewrite the badge in the first cell and the whole setup cell; return whether the file changed."""
     text = path.read_text(encoding="utf-8")
@@ -111,7 +116,7 @@ def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH
     else:
         cells.insert(1, {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                          "source": setup.splitlines(keepends=True)})
-    new = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    new = notebook_text(nb)
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True

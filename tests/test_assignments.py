@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from roberta_from_scratch import assignments, grade
-from roberta_from_scratch.course import ASSIGNMENT_DIR, COURSE_MAP, colab_url
+from roberta_from_scratch.course import ASSIGNMENT_DIR, COURSE_MAP, colab_url, notebook_text
 
 NOTEBOOKS = assignments.exercise_notebooks(ROOT / "notebooks")
 CORE = [c.notebook for c in COURSE_MAP if re.match(r"0[1-7]_", c.notebook)]
@@ -54,7 +54,7 @@ def test_every_core_notebook_has_two_to_four_graded_exercises():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_student_version_keeps_no_solution_and_no_hidden_test(path):
     source = json.loads(path.read_text())
-    student = json.loads(assignments.notebook_text(assignments.student_version(path)))
+    student = json.loads(notebook_text(assignments.student_version(path)))
     solutions = assignments.solution_lines(source)
     assert solutions
 
@@ -81,7 +81,7 @@ def test_student_version_keeps_no_solution_and_no_hidden_test(path):
 def test_committed_student_versions_are_up_to_date(path):
     committed = ROOT / ASSIGNMENT_DIR / path.name
     assert committed.is_file(), f"run `make assignments`: {committed.name} is missing"
-    assert committed.read_text() == assignments.notebook_text(assignments.student_version(path)), \
+    assert committed.read_text() == notebook_text(assignments.student_version(path)), \
         f"run `make assignments`: {committed.name} is stale"
 
 
