@@ -1,0 +1,106 @@
+"""Exercises that build the core: the package's own answer does not count.
+
+The graded exercises of notebooks 01 to 07 ask students to write a central piece (a BPE merge, masked softmax, the
+post-LN layer, the 80/10/10 corruption, a step of AdamW, ...) that the package, or PyTorch, already holds. Their
+tests call the student's function inside ``implement_yourself(...)``, which replaces each named implementation by
+one that raises :class:`ImplementYourself` for as long as the test runs, so a solution that only calls it fails:
+
+    with implement_yourself("roberta_from_scratch.tokenizer.bytes_to_unicode"):
+        table = bytes_to_unicode()      # the student's function; calling the package's raises
+
+A target is a dotted path, ``module.function`` or ``module.Class.method``. The replacement is installed where the
+object lives and wherever the same object is bound under another name: in the package's modules (re-exports) and
+in the notebook's own namespace (``from roberta_from_scratch.tokenizer import bytes_to_unicode`` at the top of a
+cell). Everything is put back when the block ends, also after an error.
+
+What it cannot stop: code in the same process can always get at an original object it stored before the test
+ran (in a closure, a default argument, a copy of the module), or undo the replacement. It closes the cheap
+route, one call to the package; the instructors' section of the README says what remains.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from contextlib import contextmanager
+from types import ModuleType
+
+PACKAGE = __name__.rpartition(".")[0]
+
+
+class ImplementYourself(RuntimeError):
+    """Raised when a graded solution calls the implementation that the exercise asks the student to write."""
+
+
+def _resolve(target: str) -> tuple[object, str, object]:
+    """``"pkg.mod.Class.attr"`` -> (owner, attribute name, current value), importing the longest module prefix."""
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1], getattr(owner, parts[-1])
+    raise ValueError(f"implement_yourself: cannot import {target!r}; give a dotted path such as "
+                     "'roberta_from_scratch.tokenizer.bytes_to_unicode'")
+
+
+def _forbidden(target: str):
+    def refuse(*args, **kwargs):
+        raise ImplementYourself(f"{target} is what this exercise asks you to write: implement it yourself "
+                                "(a solution that calls it earns no points)")
+
+    refuse.__name__ = refuse.__qualname__ = target.rpartition(".")[2]
+    return refuse
+
+
+def _namespaces() -> list[dict]:
+    """Where a notebook's names live: IPython's user namespace and ``__main__``, and the package's modules."""
+    spaces = []
+    try:
+        shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821  (defined inside IPython only)
+        spaces.append(shell.user_ns)
+    except NameError:
+        pass
+    main = sys.modules.get("__main__")
+    if isinstance(main, ModuleType):
+        spaces.append(vars(main))
+    spaces += [vars(m) for name, m in list(sys.modules.items())
+               if isinstance(m, ModuleType) and (name == PACKAGE or name.startswith(PACKAGE + "."))]
+    unique, seen = [], set()
+    for space in spaces:
+        if id(space) not in seen:
+            seen.add(id(space))
+            unique.append(space)
+    return unique
+
+
+@contextmanager
+def implement_yourself(*targets: str):
+    """Within the block, calling any of ``targets`` raises :class:`ImplementYourself`; see the module docstring."""
+    restore: list[tuple[object, str, object, bool]] = []  # (owner or namespace, name, original, is a namespace)
+    try:
+        for target in targets:
+            owner, name, original = _resolve(target)
+            refuse = _forbidden(target)
+            had_own = name in vars(owner) if not isinstance(owner, dict) else True
+            restore.append((owner, name, vars(owner).get(name) if had_own else None, had_own))
+            setattr(owner, name, refuse)
+            if isinstance(owner, type):
+                continue  # a method: every instance, whatever name it was reached by, now finds the refusal
+            for space in _namespaces():
+                for key, value in list(space.items()):
+                    if value is original:
+                        restore.append((space, key, value, True))
+                        space[key] = refuse
+        yield
+    finally:
+        for owner, name, original, had_own in reversed(restore):
+            if isinstance(owner, dict):
+                owner[name] = original
+            elif had_own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)  # the attribute was inherited: remove the refusal, the parent's shows again
