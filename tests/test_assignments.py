@@ -183,3 +183,52 @@ def test_nbgrader_itself_accepts_the_course_notebooks_and_agrees(tmp_path):
         assert len(theirs) == len(ours), path.name
         for index, (a, b) in enumerate(zip(ours[1:], theirs[1:]), start=1):
             assert "".join(a["source"]) == "".join(b["source"]), f"{path.name}, cell {index}"
+
+
+SHORTCUTS = ROOT / "tests" / "shortcuts"
+
+
+def shortcut_spec(path):
+    """tests/shortcuts/<notebook>.json: for each exercise with tests, either a solution cell that only calls the
+    package's (or PyTorch's) implementation, or the reason why no such implementation exists."""
+    spec = json.loads((SHORTCUTS / f"{path.stem}.json").read_text())
+    return spec["calls_the_package"], spec["no_package_equivalent"]
+
+
+def automatic_exercises(nb):
+    return [meta(c)["grade_id"].removesuffix(grade.TESTS_SUFFIX) for c in nb.cells
+            if meta(c).get("grade") and not meta(c).get("solution") and c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_a_solution_that_calls_the_package_scores_zero(path, tmp_path):
+    """Catches: an exercise that one call to the package (or to PyTorch's built-in) solves. The same shortcut
+    submission, graded against tests whose `implement_yourself` blocks do nothing, scores full marks on those
+    exercises: the shortcuts work, so the zero comes from the rule and not from a broken shortcut."""
+    shortcuts, exempt = shortcut_spec(path)
+    source = nbformat.read(path, as_version=4)
+    assert sorted(automatic_exercises(source)) == sorted([*shortcuts, *exempt]), "every exercise needs an entry"
+    assert shortcuts, f"{path.name}: no exercise is protected against the package's own implementation"
+    submission = nbformat.read(path, as_version=4)
+    replaced = set()
+    for cell in submission.cells:
+        if meta(cell).get("solution") and meta(cell)["grade_id"] in shortcuts:
+            cell.source = shortcuts[meta(cell)["grade_id"]]
+            replaced.add(meta(cell)["grade_id"])
+    assert replaced == set(shortcuts), "a shortcut names no solution cell"
+    nbformat.write(submission, tmp_path / path.name)
+
+    strict = grade.grade(tmp_path / path.name, path)
+    scores = {e.grade_id: e for e in strict.exercises}
+    for grade_id in shortcuts:
+        assert scores[grade_id].score == 0 and "ImplementYourself" in scores[grade_id].message, scores[grade_id]
+
+    relaxed = nbformat.read(path, as_version=4)
+    for cell in relaxed.cells:
+        if meta(cell).get("grade") and cell.cell_type == "code" and "implement_yourself(" in cell.source:
+            cell.source = ("_allow = lambda *targets: __import__('contextlib').nullcontext()\n"
+                           + re.sub(r"\bimplement_yourself\(", "_allow(", cell.source))
+    nbformat.write(relaxed, tmp_path / "relaxed.ipynb")
+    lenient = {e.grade_id: e for e in grade.grade(tmp_path / path.name, tmp_path / "relaxed.ipynb").exercises}
+    for grade_id in shortcuts:
+        assert lenient[grade_id].score == lenient[grade_id].points > 0, lenient[grade_id]
