@@ -73,6 +73,9 @@ def student_version(path: str | os.PathLike):
     clear_output = ClearOutput(remove_metadata_fields={"collapsed", "scrolled", "execution"})
     for preprocessor in (ClearSolutions(), ClearHiddenTests(), clear_output, LockCells()):
         nb, resources = preprocessor.preprocess(nb, resources)
+    # The reference run's widget states (progress bars with its timings) are not the student's, and would make the
+    # student version depend on the last execution of the course notebook, not only on its sources.
+    nb.metadata.pop("widgets", None)
     first = nb.cells[0]
     first.source = _BADGE.sub(badge(path.name, folder=ASSIGNMENT_DIR), first.source)
     return nb

@@ -232,3 +232,15 @@ def test_a_solution_that_calls_the_package_scores_zero(path, tmp_path):
     lenient = {e.grade_id: e for e in grade.grade(tmp_path / path.name, tmp_path / "relaxed.ipynb").exercises}
     for grade_id in shortcuts:
         assert lenient[grade_id].score == lenient[grade_id].points > 0, lenient[grade_id]
+
+
+def test_student_version_depends_only_on_the_sources(tmp_path):
+    """Catches: the reference run's widget states (progress bars with its timings) copied into the student version,
+    which then goes stale every time the course notebook is executed again."""
+    path = NOTEBOOKS[0]
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"x": {}}}}
+    nbformat.write(nb, tmp_path / path.name)
+    assert "widgets" not in assignments.student_version(tmp_path / path.name).metadata
+    assert notebook_text(assignments.student_version(tmp_path / path.name)) == \
+        notebook_text(assignments.student_version(path))
