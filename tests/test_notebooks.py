@@ -88,3 +88,53 @@ def test_sync_adds_badge_and_setup_cell_to_a_bare_notebook(tmp_path):
     nb = json.loads(bare.read_text())
     assert course.badge("09_new.ipynb") in "".join(nb["cells"][0]["source"])
     assert "".join(nb["cells"][1]["source"]) == course.setup_cell()
+
+
+# A figure in prose: a percentage (26.9%, 15%) or a decimal (4.26, 0.98). Figures inside `code` or $maths$ are
+# code and equations, not claims about a run.
+FIGURE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?%|(?<![\w.])\d[\d,]*\.\d+(?![\w.]*\d)")
+CODE_OR_MATHS = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", re.S)
+# A cell that names where its figures come from: a paper (author year, arXiv, its table or section), another
+# project's documentation or source, or another file of this course.
+SOURCE = re.compile(r"et al\.|arXiv|Table \d|§\s?\d|\b[A-Z][a-z]+ (?:& [A-Z][a-z]+ )?\(?(?:19|20)\d\d\b|fairseq|"
+                    r"Hugging Face|transformers'|PyTorch's|nanoGPT|README|benchmarks/results\.md|notebook \d\d|"
+                    r"NVIDIA|datasheet")
+
+
+def unsourced_figures(nb) -> list[tuple[int, str]]:
+    """(cell index, figure) for each figure of a markdown cell that no output of the notebook prints and that the
+    cell gives no source for."""
+    printed = "\n".join(_output_text(o) for c in _code_cells(nb) for o in c["outputs"])
+    missing = []
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        prose = CODE_OR_MATHS.sub(" ", "".join(cell["source"]))
+        if SOURCE.search(prose):
+            continue
+        missing += [(index, f) for f in FIGURE.findall(prose) if f not in printed]
+    return missing
+
+
+def test_figures_in_prose_are_printed_or_sourced(notebook):
+    """Catches: a number about a run written into the prose by hand, which the next run leaves stale. Each
+    percentage or decimal in a markdown cell must appear in an output of the same notebook, or the cell must name
+    its source (a paper, a project, another part of the course)."""
+    path, nb = notebook
+    missing = unsourced_figures(nb)
+    assert not missing, f"{path.name}: figures neither printed nor sourced (cell, figure): {missing}"
+
+
+def test_the_prose_figure_rule_can_fail():
+    """Catches: a rule that no longer reads the prose (a figure in a markdown cell is found, a printed one passes,
+    a sourced one passes)."""
+    def notebook_with(markdown, printed):
+        return {"cells": [{"cell_type": "markdown", "source": [markdown]},
+                          {"cell_type": "code", "source": ["print()"], "execution_count": 1,
+                           "outputs": [{"output_type": "stream", "name": "stdout", "text": [printed]}]}]}
+
+    assert unsourced_figures(notebook_with("The run reached 26.9% and a loss of 4.26.", "")) == \
+        [(0, "26.9%"), (0, "4.26")]
+    assert unsourced_figures(notebook_with("The run reached 26.9%.", "accuracy 26.9%")) == []
+    assert unsourced_figures(notebook_with("RoBERTa reached 94.8 (fairseq's README).", "")) == []
+    assert unsourced_figures(notebook_with("Use `lr=0.001` and $\\beta = 0.98$.", "")) == []
