@@ -127,7 +127,7 @@ def input_embeddings():
         ax.text(2.35, y + 0.17, label, ha="right", va="center", fontsize=FONT)
         for c, value in enumerate(values):
             _box(ax, 2.55 + 0.95 * c, y, 0.8, 0.34, str(value), color, fontsize=FONT - 1)
-    ax.text(7.35, 2.42, "position = cumsum(not pad) + pad id:\nreal tokens 2, 3, 4, ...; pads 1;\n"
+    ax.text(7.35, 2.42, "position = cumsum(not pad) · (not pad)\n           + pad id\nreal tokens 2, 3, 4, ...; pads 1;\n"
             "row 0 is never used, so 514 rows\nfor 512 tokens (fairseq's\nmake_positions)", fontsize=FONT - 1,
             va="center")
     _box(ax, 2.55, 0.55, 4.6, 0.36, "sum  →  LayerNorm  →  dropout", COMPUTE)

@@ -9,8 +9,9 @@
         every eval_every steps: masked-token loss, perplexity and accuracy on held-out blocks with fixed masks
         every checkpoint_every steps: weights (safetensors) + training state, written atomically
 
-Settings follow RoBERTa's Table 9: AdamW with betas (0.9, 0.98), eps 1e-6, weight decay 0.01 (not on biases and
-LayerNorm weights), linear warm-up then linear decay. The data order and every mask are functions of (seed, step),
+Settings follow RoBERTa's Table 9: AdamW with betas (0.9, 0.98), eps 1e-6, weight decay 0.01, linear warm-up then
+linear decay; two choices are the course's, not RoBERTa's: no decay on biases and LayerNorm weights (BERT's and
+Hugging Face's convention; fairseq decays every parameter) and gradient clipping at 1.0 (RoBERTa did not clip). The data order and every mask are functions of (seed, step),
 and the random state of dropout is saved with each checkpoint, so a resumed run continues exactly where the
 interrupted one was.
 """
