@@ -236,11 +236,11 @@ def masking_pipeline():
 def training_step(micro_batches: int = 3):
     """One optimizer step: micro-batches accumulate gradients, then clip, AdamW, schedule, zero the gradients."""
     fig, ax = _canvas(9.4, 3.8, "One training step with gradient accumulation")
-    _box(ax, 0.2, 2.9, 2.0, 0.45, "the step's batch\n(seed, step) → blocks", DATA)
+    _box(ax, 0.2, 2.9, 2.0, 0.45, "the step's blocks\n(seed, step), masked once", DATA)
     for k in range(micro_batches):
         y = 2.95 - 0.85 * k
         _arrow(ax, (2.2, 3.12), (2.6, y + 0.2))
-        _box(ax, 2.6, y, 1.5, 0.4, f"micro-batch {k + 1}:\nmask afresh", DATA, fontsize=FONT - 1)
+        _box(ax, 2.6, y, 1.5, 0.4, f"micro-batch {k + 1}:\nits rows", DATA, fontsize=FONT - 1)
         _arrow(ax, (4.1, y + 0.2), (4.4, y + 0.2))
         _box(ax, 4.4, y, 2.1, 0.4, "loss × (its masked tokens\n/ the batch's), backward", COMPUTE, fontsize=FONT - 1)
         _arrow(ax, (6.5, y + 0.2), (6.9, 1.95))
