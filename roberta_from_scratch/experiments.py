@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,16 +114,6 @@ def load_result(scale: str) -> dict | None:
     return result
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 def course_setting(scale_name: str):
     """The tokenizer, model config, collator and blocks of notebook 05 at this scale."""
     from .config import RobertaConfig
@@ -161,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     result["command"] = f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}"
     result["torch"] = torch.__version__
     output = args.output or results_path(args.scale)
-    write_json_atomically(output, result)
+    from .hub import _atomic_write_text
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(output, json.dumps(result, indent=1) + "\n")
     for arm in ("dynamic", "static"):
         for metric in ("loss", "accuracy"):
             mean, spread, n = final_spread(result, arm, metric)
