@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .course import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge, notebook_text
@@ -82,11 +81,9 @@ def student_version(path: str | os.PathLike):
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from .files import atomic_write
+
+    atomic_write(path, text)
 
 
 def build(notebooks: list[str | os.PathLike] | None = None, output_dir: str | os.PathLike = ASSIGNMENT_DIR

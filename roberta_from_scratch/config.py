@@ -111,12 +111,9 @@ class RobertaConfig:
         return cls(**kwargs)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        path = Path(directory) / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        from .files import atomic_write
+
+        return atomic_write(Path(directory) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RobertaConfig:

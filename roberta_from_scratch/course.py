@@ -38,25 +38,26 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("00_course_tour.ipynb", "Course tour", "nothing yet: check the environment, meet the data",
             "the corpus's statistics and document lengths, the labelled set's class balance", ("0.1", "0.1", CPU_ONLY)),
     Chapter("01_tokenizer.ipynb", "Byte-level BPE", "RoBERTa's tokenizer, trained on the corpus",
-            "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.2", CPU_ONLY)),
+            "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.3", CPU_ONLY)),
     Chapter("02_attention.ipynb", "Attention", "scaled dot-product and multi-head self-attention",
-            "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.2", NOT_MEASURED)),
+            "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.3", NOT_MEASURED)),
     Chapter("03_encoder.ipynb", "The encoder", "the whole model in its own cells: LayerNorm, GELU, embeddings, "
             "post-LN layers, MLM and classification heads",
             "the model's map, logits equal to the package and to transformers, parameter counts",
-            ("0.3", "0.2", NOT_MEASURED)),
+            ("0.3", "0.4", NOT_MEASURED)),
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
             "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", CPU_ONLY)),
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "11.3", NOT_MEASURED)),
+            ("0.7", "11.6", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
-            "pretrained versus random initialisation, a confusion matrix", ("0.3", "1.6", NOT_MEASURED)),
+            "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
+            ("0.5", "3.7", NOT_MEASURED)),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
             "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
-            "memory and time against model size, a two-process run", ("0.5", "0.5", CPU_ONLY)),
+            "memory and time against model size, a two-process run", ("0.5", "0.8", CPU_ONLY)),
 )
 
 

@@ -487,6 +487,8 @@ def pack_full_sentences(documents: list[list[list[int]]], max_len: int, bos_id: 
             current = [bos_id]
         current += piece
 
+    documents = [[s for s in sentences if s] for sentences in documents]
+    documents = [sentences for sentences in documents if sentences]  # an empty document separates nothing
     for d, sentences in enumerate(documents):
         if d > 0 and len(current) > 1:
             if len(current) < max_len:

@@ -149,8 +149,9 @@ def gradient_sync(forward: nn.Module, model: nn.Module, sync: bool):
     """Accumulation: skip the all-reduce for every micro-batch but the last one of a step."""
     from torch.nn.parallel import DistributedDataParallel
 
-    if isinstance(forward, DistributedDataParallel) and not sync:
-        with forward.no_sync():
+    ddp = getattr(forward, "_orig_mod", forward)  # torch.compile's module wraps the DDP module
+    if isinstance(ddp, DistributedDataParallel) and not sync:
+        with ddp.no_sync():
             yield
     elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2
         model.set_requires_gradient_sync(sync)

@@ -1,7 +1,7 @@
 """Experiments that need more than a notebook's time budget, with the code the notebooks run.
 
 A notebook runs a short version live; the full version runs from the command line and writes its result as JSON
-under ``data/results/`` (committed, a few kB), which the notebook reads and draws beside the live run::
+under ``roberta_from_scratch/results/`` (committed, a few kB, installed with the package), which the notebook reads and draws beside the live run::
 
     python -m roberta_from_scratch.experiments static-vs-dynamic --scale cpu
 
@@ -10,19 +10,28 @@ slice of the corpus, repeated for many epochs, once with BERT's 10 precomputed m
 (``StaticMaskingDataset``: over 40 epochs each mask is seen 4 times) and once with a fresh mask every time a block
 is drawn (``DataCollatorForMLM``), for several seeds; held-out masked-token loss and accuracy on the same fixed
 held-out masks.
+
+Does pretraining pay (notebook 06): four ways to train a topic classifier on notebook 05's encoder (full
+finetuning of the pretrained weights, the same network from random weights, a linear probe on the frozen encoder,
+the top layer and the head), each with its own learning-rate sweep of three values chosen on validation, several
+seeds, test accuracy at the chosen rate; then a label-efficiency curve (5% to 100% of the training labels) for the
+pretrained and random encoders and a bag-of-words logistic regression::
+
+    python -m roberta_from_scratch.experiments finetuning --scale cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "data" / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # package data: a pip install (Colab) has them too
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class MaskingExperiment:
 MASKING = {
     "smoke": {"live": MaskingExperiment(blocks=64, epochs=4, batch_size=16, lr=2e-3, evaluations=2, seeds=(0,)),
               "full": MaskingExperiment(blocks=64, epochs=8, batch_size=16, lr=2e-3, evaluations=2, seeds=(0, 1))},
-    "cpu": {"live": MaskingExperiment(epochs=20, seeds=(0,)), "full": MaskingExperiment()},
+    "cpu": {"live": MaskingExperiment(epochs=5, evaluations=4, seeds=(0,)), "full": MaskingExperiment()},
     "gpu": {"live": MaskingExperiment(blocks=4096, seeds=(0,)), "full": MaskingExperiment(blocks=4096)},
 }
 
@@ -114,6 +123,208 @@ def load_result(scale: str) -> dict | None:
     return result
 
 
+# ----------------------------------------------------------------------------------------------- finetuning
+
+FINETUNE_ARMS = ("pretrained", "random", "probe", "top layer")
+CURVE_ARMS = ("pretrained", "random", "bag of words")
+
+
+@dataclass(frozen=True)
+class FinetuneExperiment:
+    """The sizes of notebook 06's comparison: learning rates per arm, seeds, and the label fractions."""
+
+    lrs: tuple[tuple[str, tuple[float, ...]], ...] = (
+        ("pretrained", (3e-4, 1e-3, 3e-3)), ("random", (3e-4, 1e-3, 3e-3)),
+        ("probe", (1e-3, 3e-3, 1e-2)), ("top layer", (3e-4, 1e-3, 3e-3)), ("bag of words", (0.01, 0.05, 0.2)))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 10
+    batch_size: int = 32
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
+    min_steps: int = 150  # a small label set still gets this many optimizer steps (more epochs over it)
+    bow_steps: int = 200  # full-batch steps of the logistic regression
+
+    def arm_lrs(self, arm: str) -> tuple[float, ...]:
+        return dict(self.lrs)[arm]
+
+
+FINETUNING = {
+    "smoke": {"live": FinetuneExperiment(epochs=2, seeds=(0,), fractions=(0.25, 1.0), min_steps=8),
+              "full": FinetuneExperiment(epochs=2, seeds=(0, 1), fractions=(0.25, 1.0), min_steps=8,
+                                         lrs=(("pretrained", (3e-4, 3e-3)), ("random", (3e-4, 3e-3)),
+                                              ("probe", (1e-3, 1e-2)), ("top layer", (3e-4, 3e-3)),
+                                              ("bag of words", (0.05, 0.2))))},
+    "cpu": {"live": FinetuneExperiment(seeds=(0,), fractions=(0.05, 0.25, 1.0)), "full": FinetuneExperiment()},
+    "gpu": {"live": FinetuneExperiment(seeds=(0,), fractions=(0.05, 0.25, 1.0)), "full": FinetuneExperiment()},
+}
+
+
+def label_subset(examples: list[dict], fraction: float, seed: int) -> list[dict]:
+    """A class-stratified random ``fraction`` of ``examples`` (at least one per class), in their original order:
+    every class keeps its share, so a 5% set still holds all the topics."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(examples)
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, e in enumerate(examples):
+        by_class.setdefault(e["label"], []).append(i)
+    kept = []
+    for label in sorted(by_class):
+        indices = by_class[label]
+        take = max(1, round(fraction * len(indices)))
+        kept += [indices[j] for j in torch.randperm(len(indices), generator=generator)[:take].tolist()]
+    return [examples[i] for i in sorted(kept)]
+
+
+def bag_of_words(examples: list[dict], vocab_size: int) -> torch.Tensor:
+    """log(1 + counts) of each token id, one row per example (notebook 06's baseline features)."""
+    counts = torch.zeros(len(examples), vocab_size)
+    for i, e in enumerate(examples):
+        ids = torch.as_tensor(e["input_ids"])
+        counts[i].index_add_(0, ids, torch.ones(len(ids)))
+    return torch.log1p(counts)
+
+
+def train_bag_of_words(features: torch.Tensor, labels: torch.Tensor, num_labels: int, lr: float, steps: int = 200,
+                       weight_decay: float = 0.01, seed: int = 0) -> torch.nn.Linear:
+    """Multinomial logistic regression on ``features``: ``steps`` full-batch AdamW steps from a seeded start."""
+    torch.manual_seed(seed)
+    logistic = torch.nn.Linear(features.size(1), num_labels)
+    optimizer = torch.optim.AdamW(logistic.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(logistic(features), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return logistic
+
+
+def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], validation: list[dict], lr: float,
+                 seed: int, settings: FinetuneExperiment, pad_token_id: int, device: str = "cpu"):
+    """Train one classifier of ``arm`` (see FINETUNE_ARMS) with the GLUE-shaped recipe at ``lr``; return the model
+    and its history. At least ``settings.epochs`` epochs and ``settings.min_steps`` optimizer steps."""
+    from .finetuning import FinetuneConfig, finetune, freeze
+    from .model import RobertaForSequenceClassification
+
+    if arm not in FINETUNE_ARMS:
+        raise ValueError(f"unknown arm {arm!r}: choose one of {', '.join(FINETUNE_ARMS)}")
+    torch.manual_seed(seed)
+    model = RobertaForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
+    if arm == "random":
+        torch.manual_seed(seed)
+        model = RobertaForSequenceClassification(model.config)
+    freeze(model, {"probe": 0, "top layer": 1}.get(arm))
+    steps_per_epoch = max(1, len(train) // settings.batch_size)
+    epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+    cfg = FinetuneConfig(epochs=epochs, batch_size=min(settings.batch_size, len(train)), lr=lr, weight_decay=0.1,
+                         warmup_ratio=0.06, seed=seed, device=device, progress=False)
+    history = finetune(model, train, validation, cfg, pad_token_id)
+    return model, history
+
+
+def _accuracy(labels: torch.Tensor, logits: torch.Tensor, num_labels: int) -> dict[str, float]:
+    from .finetuning import classification_metrics
+
+    metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def run_finetuning_experiment(pretrained_dir, tokenizer, train: list[dict], validation: list[dict],
+                              test: list[dict], num_labels: int, settings: FinetuneExperiment, device: str = "cpu",
+                              progress=None) -> dict:
+    """The sweep (every arm, learning rate and seed: validation and test scores at the end of training), the rate
+    each arm keeps (best mean validation accuracy over the seeds), and the label-efficiency curve at those rates."""
+    from .finetuning import predict
+
+    pad = tokenizer.pad_token_id
+    y_val = torch.tensor([e["label"] for e in validation])
+    y_test = torch.tensor([e["label"] for e in test])
+
+    def scores(model, examples_labels):
+        return {split: _accuracy(labels, predict(model, examples, pad), num_labels)
+                for split, (examples, labels) in examples_labels.items()}
+
+    def bow_run(subset, lr, seed):
+        features = bag_of_words(subset, tokenizer.vocab_size)
+        labels = torch.tensor([e["label"] for e in subset])
+        logistic = train_bag_of_words(features, labels, num_labels, lr, settings.bow_steps, seed=seed)
+        with torch.no_grad():
+            return {"validation": _accuracy(y_val, logistic(bag_of_words(validation, tokenizer.vocab_size)),
+                                            num_labels),
+                    "test": _accuracy(y_test, logistic(bag_of_words(test, tokenizer.vocab_size)), num_labels)}
+
+    def one_run(arm, subset, lr, seed):
+        if progress:
+            progress(arm, lr, seed, len(subset))
+        if arm == "bag of words":
+            return {"seed": seed, "train_examples": len(subset), **bow_run(subset, lr, seed)}
+        model, history = finetune_arm(arm, pretrained_dir, num_labels, subset, validation, lr, seed, settings, pad,
+                                      device)
+        return {"seed": seed, "train_examples": len(subset), "steps": history.train[-1]["step"],
+                **scores(model, {"validation": (validation, y_val), "test": (test, y_test)})}
+
+    sweep, chosen = {}, {}
+    for arm, lrs in settings.lrs:
+        sweep[arm] = {repr(lr): [one_run(arm, train, lr, seed) for seed in settings.seeds] for lr in lrs}
+        chosen[arm] = max(lrs, key=lambda lr: statistics.fmean(r["validation"]["accuracy"]
+                                                               for r in sweep[arm][repr(lr)]))
+    curve = {}
+    for arm in CURVE_ARMS:
+        curve[arm] = {}
+        for fraction in settings.fractions:
+            if fraction == 1:
+                curve[arm][repr(fraction)] = sweep[arm][repr(chosen[arm])]
+                continue
+            curve[arm][repr(fraction)] = [one_run(arm, label_subset(train, fraction, seed), chosen[arm], seed)
+                                          for seed in settings.seeds]
+    return {"settings": settings_dict(settings), "sweep": sweep, "chosen": chosen, "label_efficiency": curve}
+
+
+def settings_dict(settings) -> dict:
+    """The settings as JSON holds them (tuples as lists), to compare a cached result with the code."""
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def spread(runs: list[dict], split: str = "test", metric: str = "accuracy") -> tuple[float, float, int]:
+    """Mean and standard deviation over the seeds of one sweep or curve cell, and the number of seeds."""
+    values = [run[split][metric] for run in runs]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan")), len(values)
+
+
+def finetuning_results_path(scale: str) -> Path:
+    return RESULTS_DIR / f"finetuning-{scale}.json"
+
+
+def load_finetuning_result(scale: str) -> dict | None:
+    """The cached full result of notebook 06's experiment for ``scale``, or None when it has not been computed."""
+    path = finetuning_results_path(scale)
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if set(result.get("sweep", {})) != set(FINETUNE_ARMS) | {"bag of words"} or "label_efficiency" not in result:
+        raise ValueError(f"{path} is not a finetuning result: delete it and run "
+                         f"`python -m roberta_from_scratch.experiments finetuning --scale {scale}`")
+    return result
+
+
+def course_classification(scale_name: str):
+    """Notebook 06's setting: the pretrained encoder of notebook 05, its tokenizer, the topic names and the
+    encoded train, validation and test sets (texts cut to the encoder's length)."""
+    from .config import RobertaConfig
+    from .data import load_classification
+    from .finetuning import encode_examples
+    from .pretrain import course_pretrained_model
+
+    pretrained_dir, tokenizer = course_pretrained_model(scale_name)
+    topics = load_classification("python-docs-topics")
+    names = topics["train"].features["label"].names
+    max_length = RobertaConfig.load(pretrained_dir).max_tokens
+    splits = [encode_examples(topics[split], tokenizer, max_length, len(names))
+              for split in ("train", "validation", "test")]
+    return pretrained_dir, tokenizer, names, *splits
+
+
 def course_setting(scale_name: str):
     """The tokenizer, model config, collator and blocks of notebook 05 at this scale."""
     from .config import RobertaConfig
@@ -132,32 +343,54 @@ def course_setting(scale_name: str):
     return tokenizer, config, DataCollatorForMLM(tokenizer), train_blocks, eval_blocks
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.experiments",
-                                     description="Run an experiment in full and cache its result for the notebooks.")
-    parser.add_argument("experiment", choices=["static-vs-dynamic"])
-    parser.add_argument("--scale", choices=list(MASKING), default="cpu",
-                        help="the notebook scale whose model, data and full-run sizes to use (default cpu)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", type=Path, help=f"default: {RESULTS_DIR.name}/static_vs_dynamic-SCALE.json")
-    args = parser.parse_args(argv)
+def _write_result(result: dict, output: Path, command: str) -> None:
+    from .files import atomic_write
+
+    result["command"] = command
+    result["torch"] = torch.__version__
+    atomic_write(output, json.dumps(result, indent=1) + "\n")
+
+
+def _static_vs_dynamic(args) -> None:
     settings = MASKING[args.scale]["full"]
     _, config, collator, train_blocks, eval_blocks = course_setting(args.scale)
     print(f"{settings}: {settings.steps} steps per run, {2 * len(settings.seeds)} runs", flush=True)
     result = run_masking_experiment(config, collator, train_blocks, eval_blocks, settings, device=args.device,
                                     progress=lambda arm, seed: print(f"  {arm}, seed {seed}", flush=True))
-    result["command"] = f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}"
-    result["torch"] = torch.__version__
     output = args.output or results_path(args.scale)
-    from .hub import _atomic_write_text
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(output, json.dumps(result, indent=1) + "\n")
+    _write_result(result, output, f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}")
     for arm in ("dynamic", "static"):
         for metric in ("loss", "accuracy"):
-            mean, spread, n = final_spread(result, arm, metric)
-            print(f"{arm:>8} {metric}: {mean:.4f} ± {spread:.4f} over {n} seeds")
+            mean, sd, n = final_spread(result, arm, metric)
+            print(f"{arm:>8} {metric}: {mean:.4f} ± {sd:.4f} over {n} seeds")
     print(f"wrote {output}")
+
+
+def _finetuning(args) -> None:
+    settings = FINETUNING[args.scale]["full"]
+    pretrained_dir, tokenizer, names, train, validation, test = course_classification(args.scale)
+    print(settings, flush=True)
+    result = run_finetuning_experiment(
+        pretrained_dir, tokenizer, train, validation, test, len(names), settings, device=args.device,
+        progress=lambda arm, lr, seed, n: print(f"  {arm}, lr {lr:g}, seed {seed}, {n} examples", flush=True))
+    output = args.output or finetuning_results_path(args.scale)
+    _write_result(result, output, f"python -m roberta_from_scratch.experiments finetuning --scale {args.scale}")
+    for arm, lr in result["chosen"].items():
+        mean, sd, n = spread(result["sweep"][arm][repr(lr)])
+        print(f"{arm:>12} lr {lr:g}: test accuracy {mean:.3f} ± {sd:.3f} over {n} seeds")
+    print(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.experiments",
+                                     description="Run an experiment in full and cache its result for the notebooks.")
+    parser.add_argument("experiment", choices=["static-vs-dynamic", "finetuning"])
+    parser.add_argument("--scale", choices=list(MASKING), default="cpu",
+                        help="the notebook scale whose model, data and full-run sizes to use (default cpu)")
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--output", type=Path, help=f"default: {RESULTS_DIR.name}/EXPERIMENT-SCALE.json")
+    args = parser.parse_args(argv)
+    {"static-vs-dynamic": _static_vs_dynamic, "finetuning": _finetuning}[args.experiment](args)
 
 
 if __name__ == "__main__":

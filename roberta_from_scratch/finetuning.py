@@ -34,6 +34,15 @@ class FinetuneConfig:
     progress: bool = True
     steps_per_epoch: int = 0  # set by finetune()
 
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be at least 1")
+        if not self.lr > 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"lr={self.lr} must be positive and warmup_ratio={self.warmup_ratio} in [0, 1) "
+                             "(RoBERTa's GLUE recipe: lr 1e-5 to 3e-5, warm-up over the first 6% of steps)")
+        if self.max_length < 3:
+            raise ValueError(f"max_length={self.max_length}: a text needs at least 3 tokens (<s>, one token, </s>)")
+
     @property
     def max_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
@@ -51,8 +60,10 @@ def encode_examples(dataset, tokenizer, max_length: int, num_labels: int | None 
     columns = list(getattr(dataset, "column_names", None) or (dataset[0].keys() if len(dataset) else []))
     if "text" not in columns or "label" not in columns:
         raise ValueError(f"a classification set needs 'text' and 'label' columns; this one has: {', '.join(columns)}")
-    texts, labels = list(dataset["text"]), [int(x) for x in dataset["label"]]
-    if num_labels is not None:
+    regression = num_labels == 1  # a score per text (STS-B), not a class
+    texts = list(dataset["text"])
+    labels = [float(x) if regression else int(x) for x in dataset["label"]]
+    if num_labels is not None and not regression:
         bad = [x for x in labels if not 0 <= x < num_labels]
         if bad:
             raise ValueError(f"label {bad[0]} is outside [0, {num_labels}): the model has num_labels={num_labels}")
@@ -67,7 +78,7 @@ def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
     for i, e in enumerate(examples):
         ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"])
         mask[i, : len(e["input_ids"])] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e["label"] for e in examples])}
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e["label"] for e in examples])}  # float for regression
 
 
 # ----------------------------------------------------------------------------------------------- freezing

@@ -209,9 +209,19 @@ def load_pretrained(cls, name_or_path, **config_overrides):
         files = download(str(name_or_path), [CONFIG_FILE, SAFETENSORS_FILE],
                          "offline, build a model from a RobertaConfig or load a saved directory")
         config_path, weights = files[CONFIG_FILE], files[SAFETENSORS_FILE]
-    config = RobertaConfig.from_dict({**json.loads(config_path.read_text()), **config_overrides})
+    saved = json.loads(config_path.read_text())
+    if "num_labels" in config_overrides and "id2label" not in config_overrides and \
+            len(saved.get("id2label") or {}) != config_overrides["num_labels"]:
+        saved.pop("id2label", None)  # a new head of another size: the saved names describe the old one
+        saved.pop("label2id", None)
+    config = RobertaConfig.from_dict({**saved, **config_overrides})
     model = cls(config)
-    model.load_report = load_state_dict_into(model, read_state_dict(weights))
+    state = read_state_dict(weights)
+    if "num_labels" in config_overrides:  # a new head of another size: the old head's projection does not apply
+        projection = {k: v for k, v in state.items() if k.startswith("classifier.out_proj.")}
+        if any(v.shape[0] != config.num_labels for v in projection.values()):
+            state = {k: v for k, v in state.items() if k not in projection}
+    model.load_report = load_state_dict_into(model, state)
     if model.load_report.missing or model.load_report.unused:
         logger.info("%s from %s: %s", cls.__name__, name_or_path, model.load_report)
     return model.eval()
@@ -222,18 +232,12 @@ def save_pretrained(model, directory, state_dict: dict | None = None) -> Path:
     ``state_dict``: the tensors to write instead of the model's own (whole tensors gathered from a sharded run)."""
     from safetensors.torch import save_file
 
+    from .files import atomic_write
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
-    _atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     tensors = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model, state_dict).items()}
-    tmp = directory / (SAFETENSORS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / SAFETENSORS_FILE)
+    atomic_write(directory / SAFETENSORS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     return directory
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -216,7 +216,7 @@ class RobertaLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.activation = ACTIVATION[config.hidden_act]
+        self.activation = F.gelu  # exact GELU whatever hidden_act says, as transformers' and fairseq's LM heads
         self.embeddings = [embeddings]  # a list: borrowed, not registered twice
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 

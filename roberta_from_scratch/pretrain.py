@@ -60,8 +60,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output-dir")
+    parser.add_argument("--extend", action="store_true", help="with --resume: allow more --steps than the checkpoint's "
+                        "run (the schedule then continues to the new end)")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in an output-dir that holds another "
+                        "run's checkpoints (they are deleted)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> Path:
+    """Before the first step: an output folder that can be written, and that holds no other run's checkpoints
+    unless the run continues them (``--resume``) or replaces them (``--overwrite``)."""
+    import shutil
+
+    from .training import latest_checkpoint
+
+    if not str(output_dir).strip():
+        raise SystemExit("--output-dir is empty: name a folder for the checkpoints and the final model")
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--output-dir {out} is a file: name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--output-dir {out} cannot be written ({error.strerror}): choose another folder") from None
+    checkpoints = out / "checkpoints"
+    if latest_checkpoint(checkpoints) is not None and not resume:
+        if not overwrite:
+            raise SystemExit(f"{out} holds the checkpoints of an earlier run: --resume continues it, --overwrite "
+                             "deletes them and starts over, or choose another --output-dir")
+        shutil.rmtree(checkpoints)
+    return out
 
 
 def run(args: argparse.Namespace):
@@ -76,6 +108,8 @@ def run(args: argparse.Namespace):
 
     rank = init_distributed(args.device)  # under torchrun: join the other processes; else rank 0 of 1
     say = print if rank.is_main else (lambda *a, **k: None)
+    if rank.is_main:  # before any work: a run that cannot save its model must not train first
+        check_output_dir(args.output_dir, args.resume, args.overwrite)
 
     recipe = RECIPES[args.scale or get_scale().name]
     pick = lambda value, default: default if value is None else value  # noqa: E731
@@ -110,7 +144,7 @@ def run(args: argparse.Namespace):
         if checkpoint is None:
             say(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
         else:
-            trainer.load_checkpoint(checkpoint)
+            trainer.load_checkpoint(checkpoint, allow_more_steps=args.extend)
             say(f"resumed from {checkpoint} at step {trainer.step}")
     processes = (f"; {rank.world_size} process{'es' * (rank.world_size > 1)} ({'FSDP' if args.fsdp else 'DDP'})"
                  if rank.distributed else "")
@@ -142,7 +176,7 @@ def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, wh
         if verbose:
             print(f"no model in data/artifacts/{name}: {what} ({steps} steps) first")
         run(build_parser().parse_args([*arguments, "--steps", str(steps), "--checkpoint-every", "0",
-                                       "--output-dir", str(run_dir), "--no-progress"]))
+                                       "--output-dir", str(run_dir), "--no-progress", "--overwrite"]))
     elif verbose:
         print(f"pretrained model found: data/artifacts/{name}/final")
     return final, ByteLevelBPETokenizer.from_pretrained(final)

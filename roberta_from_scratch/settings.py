@@ -69,7 +69,7 @@ SCALES: dict[str, Scale] = {
                    PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15), finetune_epochs=2, finetune_lr=3e-4),
     "cpu": Scale("cpu", "a laptop without a GPU: each notebook at most 10 minutes on 2 cores", 10, 8000,
                  PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325), finetune_epochs=10,
-                 finetune_lr=3e-4),
+                 finetune_lr=3e-3),  # full finetuning's rate in notebook 06's sweep (results/finetuning-cpu.json)
     "gpu": Scale("gpu", "a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes", 30, 16000,
                  PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250), finetune_epochs=10,
                  finetune_lr=1e-4),

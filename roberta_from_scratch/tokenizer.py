@@ -403,9 +403,9 @@ def read_merges(path: Path) -> list[tuple[str, str]]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from .files import atomic_write
+
+    atomic_write(path, text)
 
 
 def learn_merges(word_counts: dict[str, int], vocab_size: int, min_frequency: int = 2,

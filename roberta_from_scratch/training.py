@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .files import fsync_dir, fsync_tree
 from .config import RobertaConfig
 from .distributed import (all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, load_optimizer_state,
                           optimizer_state, wrap_model, world)
@@ -67,12 +68,22 @@ class TrainingConfig:
     def __post_init__(self):
         if self.max_steps < 1 or self.batch_size < 1:
             raise ValueError(f"max_steps={self.max_steps} and batch_size={self.batch_size} must be positive")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size={self.micro_batch_size} must be at least 1 (or None: the whole batch)")
         micro = self.micro_batch_size or self.batch_size
         if micro < 1 or self.batch_size % micro:
             raise ValueError(f"batch_size={self.batch_size} is not a multiple of micro_batch_size={micro}: the batch "
                              "is split into equal micro-batches (accumulation steps = batch_size / micro_batch_size)")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints={self.keep_checkpoints}: keep at least 1 (the latest checkpoint is "
+                             "what a resumed run continues from)")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}: the learning rate must be positive (RoBERTa-base: 6e-4)")
+        if self.warmup_steps < 0 or self.eval_every < 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be at least 0 and eval_every={self.eval_every} "
+                             "at least 1")
         self.betas = tuple(self.betas)
 
     @property
@@ -256,7 +267,8 @@ class Trainer:
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
         self.flops_per_token = flops_per_token(model.config, seq_len)
-        self.peak = peak_flops(self.device)
+        peak = peak_flops(self.device)  # one device's; the tokens counted are all processes' together
+        self.peak = peak * self.world.world_size if peak else peak
 
     def _precision(self) -> Precision:
         if self.cfg.precision == "auto":
@@ -410,15 +422,24 @@ class Trainer:
                 "history": json.dumps(asdict(self.history)),
             }
             torch.save(state, tmp / STATE_FILE)
-            if final.exists():
-                shutil.rmtree(final)
+            fsync_tree(tmp)  # on disk before the rename makes it the checkpoint
+            old = root / f".old-{final.name}-{os.getpid()}"
+            if final.exists():  # the same step saved again: the old copy moves aside, and goes once replaced
+                os.replace(final, old)
             os.replace(tmp, final)
+            fsync_dir(root)
+            shutil.rmtree(old, ignore_errors=True)
             for old in sorted(root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         barrier()
         return final
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
+    # The settings that decide the run's data order, masks and updates: a resumed run must use the same ones.
+    # (Precision, devices, micro-batch size, evaluation and checkpoint cadence do not change what is learned.)
+    RESUME_SETTINGS = ("seed", "batch_size", "lr", "warmup_steps", "weight_decay", "betas", "eps", "max_grad_norm",
+                       "max_steps")
+
+    def load_checkpoint(self, path: str | os.PathLike, allow_more_steps: bool = False) -> None:
         """Continue from a checkpoint folder (or the latest ``step-*`` folder inside ``path``), written by any number
         of processes. In one process the random state is restored exactly; with several, each rank's dropout
         stream is seeded from (seed, step, rank)."""
@@ -433,8 +454,19 @@ class Trainer:
                        if saved.get(k) != ours.get(k) and k not in ("id2label", "label2id", "architectures")]
         if differences:
             raise ValueError(f"{path} was trained with another model config: " + "; ".join(differences))
-        load_state_dict_into(self.model, read_state_dict(path / "model.safetensors"))
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        trained = json.loads(state.get("training_config", "{}"))
+        ours = json.loads(json.dumps(asdict(self.cfg)))  # tuples as lists, as they were saved
+        changed = [k for k in self.RESUME_SETTINGS if k in trained and trained[k] != ours[k]]
+        if allow_more_steps and changed == ["max_steps"] and ours["max_steps"] > trained["max_steps"]:
+            changed = []  # more steps, on purpose: the schedule continues to the new end
+        if changed:
+            listed = "; ".join(f"{k}: checkpoint {trained[k]!r}, this run {ours[k]!r}" for k in changed)
+            raise ValueError(f"{path} was trained with other settings ({listed}): resuming would silently change the "
+                             "data order or the updates. Resume with the checkpoint's settings, start a new run in "
+                             "another folder" + (", or allow more steps explicitly (--extend)"
+                                                 if "max_steps" in changed else ""))
+        load_state_dict_into(self.model, read_state_dict(path / "model.safetensors"))
         load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -183,11 +183,9 @@ def save_png(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path} does not end in .png: save_png writes PNG files")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    fig.savefig(partial, dpi=dpi, bbox_inches="tight", format="png")
-    os.replace(partial, path)
-    return path
+    from .files import atomic_write
+
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
 
 
 # ----------------------------------------------------------------------------------------------- head statistics

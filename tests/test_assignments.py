@@ -86,15 +86,6 @@ def test_committed_student_versions_are_up_to_date(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_unmodified_student_notebook_scores_zero(path):
-    report = grade.grade(ROOT / ASSIGNMENT_DIR / path.name, path)
-    automatic = [e for e in report.exercises if e.status != grade.MANUAL]
-    assert len(automatic) >= 2
-    for exercise in automatic:
-        assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_solutions_score_full_marks(path):
     report = grade.grade(path, path)
     assert report.score == report.max_score > 0, report.table()
@@ -133,6 +124,24 @@ def test_a_crash_or_a_timeout_costs_only_its_exercise(tmp_path):
     assert results == {"loops": (0, grade.TIMEOUT), "crashes": (0, grade.FAILED), "raises": (0, grade.FAILED),
                        "right": (1, grade.PASSED)}
     assert "kernel died" in report.exercises[1].message and "ValueError: wrong" in report.exercises[2].message
+    assert not kernels_left(), "a kernel outlived its grading"
+
+
+def kernels_left():
+    """Sandboxed kernels that this process started and that are still running (Linux's /proc)."""
+    import os
+    from pathlib import Path
+
+    left = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"roberta_from_scratch.sandbox" in command:
+            left.append(proc.name)
+    return left
 
 
 def test_edited_or_deleted_tests_are_put_back(tmp_path):
@@ -201,15 +210,18 @@ def automatic_exercises(nb):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_a_solution_that_calls_the_package_scores_zero(path, tmp_path):
-    """Catches: an exercise that one call to the package (or to PyTorch's built-in) solves. The same shortcut
+def test_student_version_and_package_shortcuts_score_zero(path, tmp_path):
+    """Catches: a test that cannot fail (the committed student version, unmodified, must score 0 on every exercise
+    with tests), and an exercise that one call to the package (or to PyTorch's built-in) solves: the student
+    version with those solution cells replaced by package-calling shortcuts also scores 0 on them. The same
     submission, graded against tests whose `implement_yourself` blocks do nothing, scores full marks on those
-    exercises: the shortcuts work, so the zero comes from the rule and not from a broken shortcut."""
+    exercises: the shortcuts work, so the zero comes from the rule and not from a broken shortcut. (One submission
+    serves both checks, so each notebook is graded twice here, not three times.)"""
     shortcuts, exempt = shortcut_spec(path)
     source = nbformat.read(path, as_version=4)
     assert sorted(automatic_exercises(source)) == sorted([*shortcuts, *exempt]), "every exercise needs an entry"
     assert shortcuts, f"{path.name}: no exercise is protected against the package's own implementation"
-    submission = nbformat.read(path, as_version=4)
+    submission = nbformat.read(ROOT / ASSIGNMENT_DIR / path.name, as_version=4)
     replaced = set()
     for cell in submission.cells:
         if meta(cell).get("solution") and meta(cell)["grade_id"] in shortcuts:
@@ -219,9 +231,12 @@ def test_a_solution_that_calls_the_package_scores_zero(path, tmp_path):
     nbformat.write(submission, tmp_path / path.name)
 
     strict = grade.grade(tmp_path / path.name, path)
-    scores = {e.grade_id: e for e in strict.exercises}
-    for grade_id in shortcuts:
-        assert scores[grade_id].score == 0 and "ImplementYourself" in scores[grade_id].message, scores[grade_id]
+    automatic = [e for e in strict.exercises if e.status != grade.MANUAL]
+    assert len(automatic) >= 2
+    for exercise in automatic:
+        assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
+        expected = "ImplementYourself" if exercise.grade_id in shortcuts else "NotImplementedError"
+        assert expected in exercise.message, exercise
 
     relaxed = nbformat.read(path, as_version=4)
     for cell in relaxed.cells:
@@ -244,3 +259,161 @@ def test_student_version_depends_only_on_the_sources(tmp_path):
     assert "widgets" not in assignments.student_version(tmp_path / path.name).metadata
     assert notebook_text(assignments.student_version(tmp_path / path.name)) == \
         notebook_text(assignments.student_version(path))
+
+
+# ----------------------------------------------------------------------------------------------- hostile input
+
+EXPLOITS = {  # grade id: (what the student's solution cell does, the test cell). Every test fails honestly.
+    "transformer": ("get_ipython().input_transformers_post.append(lambda lines: [])  # blank every later cell\n"
+                    "def transformer():\n    return 0", "assert transformer() == 42"),
+    "ast": ("import ast\nclass Emptied(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
+            "        return ast.Module(body=[ast.Pass()], type_ignores=[])\n"
+            "get_ipython().ast_transformers.append(Emptied())\ndef ast_():\n    return 0", "assert ast_() == 42"),
+    "patched": ("import torch, torch.testing\ntorch.testing.assert_close = lambda *a, **k: None\n"
+                "torch.equal = lambda *a: True\ndef patched():\n    return torch.tensor(0.0)",
+                "import torch\ntorch.testing.assert_close(patched(), torch.tensor(42.0))\n"
+                "if not torch.equal(patched(), torch.tensor(42.0)):\n    raise AssertionError('wrong')"),
+    "code": ("import torch.testing\ntorch.testing.assert_close.__code__ = (lambda *a, **k: None).__code__\n"
+             "def code():\n    return __import__('torch').tensor(0.0)",
+             "import torch\ntorch.testing.assert_close(code(), torch.tensor(42.0))"),
+    "during": ("import torch\ndef during():\n    torch.testing.assert_close = lambda *a, **k: None  # when called\n"
+               "    return torch.tensor(0.0)",
+               "import torch\nvalue = during()\ntorch.testing.assert_close(value, torch.tensor(42.0))"),
+    "modules": ("import sys, types\nfake = types.ModuleType('torch.testing')\nfake.assert_close = lambda *a, **k: None\n"
+                "sys.modules['torch.testing'] = fake\ndef modules():\n    return 0",
+                "import torch\nfrom torch.testing import assert_close\nassert_close(torch.tensor(modules() + 0.0), "
+                "torch.tensor(42.0))"),
+    "hook": ("def erase(result):\n    result.error_in_exec = None\n"
+             "get_ipython().events.register('post_run_cell', erase)\ndef hook():\n    return 0",
+             "assert hook() == 42"),
+    "handler": ("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\ndef handler():\n    return 0",
+                "assert handler() == 42"),
+    "run_cell": ("import IPython\nshell = get_ipython()\n"
+                 "shell.run_cell = lambda *a, **k: IPython.core.interactiveshell.ExecutionResult(None)\n"
+                 "def run_cell():\n    return 0", "assert run_cell() == 42"),
+    "sigint": ("import signal, time\ndef sigint():\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+               "    time.sleep(3600)", "assert sigint() == 42"),
+    "late": ("import transformers.activations as activations\nactivations.gelu_python = lambda x: x * 0\n"
+             "def late(x):\n    return x * 0",  # a module the guard saves only once a cell imports it
+             "import torch\nfrom transformers.activations import gelu_python\nx = torch.linspace(-3, 3, 7)\n"
+             "torch.testing.assert_close(late(x), gelu_python(x))"),
+    "right": ("def right():\n    return base + 1", "assert right() == 42"),  # honest and right, after all that
+}
+
+
+def hostile_assignment(path, exploits):
+    """A course notebook with one exercise per exploit (the right solution: return 42), and the student's
+    submission: each solution cell replaced by the exploit."""
+    solutions = [(name, "    return 42") for name in exploits]
+    source = small_assignment(path, solutions)
+    nb = nbformat.read(source, as_version=4)
+    tests = {meta(c)["grade_id"]: c for c in nb.cells if meta(c).get("grade")}
+    for name, (solution, test) in exploits.items():
+        tests[f"{name}-tests"].source = test
+    nbformat.write(nb, source)
+    student = nbformat.read(source, as_version=4)
+    for cell in student.cells:
+        if meta(cell).get("solution"):
+            cell.source = exploits[meta(cell)["grade_id"]][0]
+    return source, student
+
+
+def test_exploits_in_an_unsolved_notebook_score_nothing(tmp_path):
+    """Catches: the grader trusting the submission (a graded cell it added, points it raised, a test cell it
+    repeated), and student code that disables the tests after it: IPython input and AST transformers, replaced
+    or rewritten assert helpers, a module swapped in sys.modules, a function that patches the tools while the
+    test calls it, a hook that erases a cell's error, a custom exception handler, a replaced run_cell, a cell
+    that ignores the interrupt. Each exploit scores 0; the honest exercise after them still scores."""
+    source, student = hostile_assignment(tmp_path / "source.ipynb", EXPLOITS)
+    forged = {"nbgrader": {"schema_version": 3, "grade": True, "solution": False, "locked": True, "grade_id": "bonus",
+                           "points": 100}}
+    student.cells.append(nbformat.v4.new_code_cell("assert True", metadata=forged))
+    test_cell = next(c for c in student.cells if meta(c).get("grade_id") == "right-tests")
+    test_cell.metadata["nbgrader"]["points"] = 50
+    student.cells.append(nbformat.v4.new_code_cell("pass", metadata=json.loads(json.dumps(test_cell.metadata))))
+    nbformat.write(student, tmp_path / "student.ipynb")
+    report = grade.grade(tmp_path / "student.ipynb", source, timeout=4, deadline=240)
+    scores = {e.grade_id: (e.score, e.status) for e in report.exercises}
+    assert set(scores) == set(EXPLOITS), report.table()  # 'bonus' is not an exercise, 'right' is graded once
+    for name in EXPLOITS:
+        if name != "right":
+            assert scores[name][0] == 0, (name, report.table())
+    assert scores["right"] == (1, grade.PASSED), report.table()
+    assert (report.score, report.max_score) == (1, len(EXPLOITS))
+    assert scores["during"][1] == grade.TAMPERED and scores["sigint"][1] == grade.TIMEOUT
+    notes = "\n".join(report.other_errors)
+    assert "not part of the assignment" in notes and "repeats 'right-tests'" in notes
+    assert "ignored the interrupt" in notes and "input_transformers_post" in notes
+
+
+def namespaces_available(tmp_path) -> bool:
+    """Whether the sandbox can enter new user, network and PID namespaces here (asked of a child process)."""
+    import subprocess
+    import sys
+
+    status = tmp_path / "probe.json"
+    subprocess.run([sys.executable, "-m", "roberta_from_scratch.sandbox", "--no-network", "--status", str(status),
+                    "--", "true"], timeout=60)
+    return json.loads(status.read_text())["network_cut"]
+
+
+def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadline(tmp_path, monkeypatch, capfd):
+    """Catches: a kernel that inherits the grader's secrets or works in the submission's folder; one that reaches
+    the network (a socket listening on this machine) where Linux lets an unprivileged user cut it; one that writes
+    a forged JSON report into the grader's own output or kills the grader; a notebook whose cells all hang,
+    ignoring the interrupt, holding the grader for cells x timeout; and a report that names the caller's scale
+    instead of the scale the kernel ran at. Where the namespaces are unavailable, the report must say so (and the
+    kernel could then signal the grader: the README says so)."""
+    import socket
+    import threading
+    import time
+
+    monkeypatch.setenv("RFS_SCALE", "cpu")
+    monkeypatch.setenv("GRADER_API_TOKEN", "do-not-leak")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()
+    hang = "    import signal, time\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    time.sleep(3600)"
+    source = small_assignment(tmp_path / "source.ipynb", [("env", "    return 42"), ("offline", "    return 42"),
+                                                         ("forge", "    return 42"), ("after", "    return 42")]
+                              + [(f"hang{i}", hang) for i in range(6)])
+    nb = nbformat.read(source, as_version=4)
+    cells = {meta(c).get("grade_id"): c for c in nb.cells}
+    cells["env-tests"].source = ("import os, pathlib\nassert env() == 42\n"
+                                 "assert not [k for k in os.environ if 'TOKEN' in k or 'SECRET' in k], sorted(os.environ)\n"
+                                 f"assert pathlib.Path.cwd() != pathlib.Path({str(tmp_path)!r})\n"
+                                 "assert os.environ['RFS_SCALE'] == 'smoke'")
+    cells["offline-tests"].source = ("import socket\ntry:\n"
+                                     f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+                                     "    reached = True\nexcept OSError:\n    reached = False\n"
+                                     "assert offline() == 42 and not reached, 'the kernel reached the network'")
+    nbformat.write(nb, source)
+    student = nbformat.read(source, as_version=4)
+    cells = {meta(c).get("grade_id"): c for c in student.cells}
+    cells["forge"].source = ("import os\nos.write(1, b'{\"score\": 100, \"max_score\": 100}\\n')\n"
+                             "os.write(2, b'forged\\n')\ndef forge():\n    return 0\n")
+    if namespaces_available(tmp_path):  # else the kernel's parent is this very process: it would kill the tests
+        cells["after"].source = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef after():\n    return 42\n"
+    nbformat.write(student, tmp_path / "student.ipynb")
+    capfd.readouterr()
+    start = time.monotonic()
+    grade.main([str(tmp_path / "student.ipynb"), "--source", str(source), "--json", "--timeout", "3",
+                "--deadline", "30"])
+    elapsed = time.monotonic() - start
+    server.close()
+    out, err = capfd.readouterr()
+    assert "forged" not in out and "forged" not in err
+    result = json.loads(out)  # one report, nothing written before it
+    scores = {e["grade_id"]: (e["score"], e["status"], e["message"]) for e in result["exercises"]}
+    assert result["scale"] == "smoke" and "environment scrubbed" in result["confinement"]
+    assert scores["env"][:2] == (1, grade.PASSED), scores["env"]
+    assert scores["forge"][0] == 0
+    assert all(scores[f"hang{i}"][:2] == (0, grade.TIMEOUT) for i in range(6))
+    assert any("deadline" in scores[f"hang{i}"][2] for i in range(6)), scores
+    assert elapsed < 30 + 60, elapsed  # the deadline, plus one kernel start and one restart
+    if "network: cut" in result["confinement"]:
+        assert scores["offline"][:2] == (1, grade.PASSED), scores["offline"]
+        assert scores["after"][0] == 0 and "kernel died" in " ".join(result["other_errors"]), result["other_errors"]
+    else:
+        assert "network: not confined (" in result["confinement"]

@@ -108,3 +108,130 @@ def test_notebook_07_gets_a_model_of_at_least_four_layers_and_heads(tmp_path, mo
     written = (final / "model.safetensors").stat().st_mtime_ns
     again, _ = pretrain.course_attention_model("smoke", verbose=False)
     assert again == final and (final / "model.safetensors").stat().st_mtime_ns == written
+
+
+# ----------------------------------------------------------------------------------------------- notebook 06
+
+
+@pytest.fixture(scope="module")
+def classification(python_docs, tmp_path_factory):
+    """A tiny 'pretrained' encoder saved like notebook 05's, a tokenizer, and small encoded topic sets."""
+    from roberta_from_scratch.finetuning import encode_examples
+    from roberta_from_scratch.model import RobertaForMaskedLM
+
+    corpus, topics = python_docs
+    tokenizer = ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:400], vocab_size=400)
+    names = topics["train"].features["label"].names
+    config = RobertaConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, num_attention_heads=2,
+                                       intermediate_size=64, max_position_embeddings=34)
+    torch.manual_seed(0)
+    encoder = RobertaForMaskedLM(config)
+    with torch.no_grad():  # far from the initialisation, so that 'pretrained' and 'random' really differ
+        for p in encoder.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    pretrained_dir = tmp_path_factory.mktemp("pretrained")
+    encoder.save_pretrained(pretrained_dir)
+    splits = [encode_examples(topics[s], tokenizer, 32, len(names)) for s in ("train", "validation", "test")]
+    return pretrained_dir, tokenizer, names, splits[0][:96], splits[1][:40], splits[2][:40]
+
+
+def test_label_subsets_keep_every_class_in_proportion_and_vary_by_seed(classification):
+    """Catches: a 5% subset that loses classes (a per-class accuracy of 0 by construction), subsets of the wrong
+    size, the same subset for every seed (the spread over seeds would miss the subset's luck), or a seed that
+    does not reproduce its subset."""
+    from collections import Counter
+
+    _, _, _, train, _, _ = classification
+    full = Counter(e["label"] for e in train)
+    for fraction in (0.05, 0.25, 0.5):
+        subset = experiments.label_subset(train, fraction, seed=0)
+        counts = Counter(e["label"] for e in subset)
+        assert set(counts) == set(full)
+        for label, n in full.items():
+            assert counts[label] == max(1, round(fraction * n))
+        assert all(e in train for e in subset)
+    assert experiments.label_subset(train, 0.25, seed=0) == experiments.label_subset(train, 0.25, seed=0)
+    assert experiments.label_subset(train, 0.25, seed=0) != experiments.label_subset(train, 0.25, seed=1)
+    assert experiments.label_subset(train, 1.0, seed=3) == train
+    with pytest.raises(ValueError, match="fraction"):
+        experiments.label_subset(train, 0, seed=0)
+
+
+def test_bag_of_words_counts_tokens(classification):
+    """Catches: features that are presence instead of counts, lose repeated tokens, or skip the log scaling."""
+    examples = [{"input_ids": [0, 5, 5, 7, 2], "label": 0}, {"input_ids": [0, 2], "label": 1}]
+    features = experiments.bag_of_words(examples, vocab_size=9)
+    expected = torch.zeros(2, 9)
+    expected[0, [0, 5, 7, 2]] = torch.tensor([1.0, 2.0, 1.0, 1.0])
+    expected[1, [0, 2]] = 1.0
+    torch.testing.assert_close(features, torch.log1p(expected), rtol=0, atol=0)
+
+
+def test_the_sweep_keeps_the_validation_argmax_and_the_curve_reuses_it(classification):
+    """Catches: a learning rate chosen on the test set, a curve at 100% that is not the kept sweep runs, arms that
+    train the wrong parameters (a probe that moves the encoder, a random arm that loads the pretrained weights),
+    and small label sets trained for fewer than min_steps steps."""
+    pretrained_dir, tokenizer, names, train, validation, test = classification
+    settings = experiments.FinetuneExperiment(
+        lrs=(("pretrained", (1e-4, 3e-3)), ("random", (1e-4, 3e-3)), ("probe", (1e-3, 1e-2)),
+             ("top layer", (1e-4, 3e-3)), ("bag of words", (0.01, 0.2))),
+        seeds=(0, 1), epochs=1, batch_size=16, fractions=(0.25, 1.0), min_steps=7, bow_steps=20)
+    result = experiments.run_finetuning_experiment(pretrained_dir, tokenizer, train, validation, test, len(names),
+                                                   settings)
+    assert result["settings"] == experiments.settings_dict(settings)
+    for arm, lrs in settings.lrs:
+        means = {lr: sum(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)]) / 2 for lr in lrs}
+        assert means[result["chosen"][arm]] == max(means.values())
+        assert [r["seed"] for r in result["sweep"][arm][repr(lrs[0])]] == [0, 1]
+    for arm in experiments.CURVE_ARMS:
+        assert result["label_efficiency"][arm]["1.0"] == result["sweep"][arm][repr(result["chosen"][arm])]
+        small = result["label_efficiency"][arm]["0.25"]
+        assert all(r["train_examples"] < len(train) for r in small)
+        if arm != "bag of words":
+            assert all(r["steps"] >= settings.min_steps for r in small)
+    json.dumps(result)  # the cache must be writable as JSON
+
+    from roberta_from_scratch.model import RobertaForSequenceClassification
+
+    reference = RobertaForSequenceClassification.from_pretrained(pretrained_dir, num_labels=len(names))
+    probe, _ = experiments.finetune_arm("probe", pretrained_dir, len(names), train, validation, 1e-2, 0, settings,
+                                        tokenizer.pad_token_id)
+    random, _ = experiments.finetune_arm("random", pretrained_dir, len(names), train, validation, 1e-4, 0, settings,
+                                         tokenizer.pad_token_id)
+    for (name, p), q, r in zip(reference.roberta.named_parameters(), probe.roberta.parameters(),
+                               random.roberta.parameters()):
+        assert torch.equal(p, q), f"the probe changed the frozen encoder's {name}"
+    embeddings = reference.roberta.embeddings.word_embeddings.weight
+    assert (embeddings - random.roberta.embeddings.word_embeddings.weight).abs().max() > 0.5, \
+        "the random arm started from the pretrained weights"
+    with pytest.raises(ValueError, match="unknown arm"):
+        experiments.finetune_arm("frozen", pretrained_dir, len(names), train, validation, 1e-3, 0, settings, 1)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu"])
+def test_cached_finetuning_results_come_from_the_current_settings(scale):
+    """Catches: notebook 06 showing a sweep that the code no longer makes (other rates, seeds or fractions), a kept
+    rate that is not the validation argmax, or a result without the command that made it."""
+    result = experiments.load_finetuning_result(scale)
+    assert result is not None, f"run `python -m roberta_from_scratch.experiments finetuning --scale {scale}`"
+    full = experiments.FINETUNING[scale]["full"]
+    assert result["settings"] == experiments.settings_dict(full)
+    for arm, lrs in full.lrs:
+        assert set(result["sweep"][arm]) == {repr(lr) for lr in lrs}
+        means = {lr: sum(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)]) for lr in lrs}
+        assert means[result["chosen"][arm]] == max(means.values())
+        assert all([r["seed"] for r in runs] == list(full.seeds) for runs in result["sweep"][arm].values())
+    for arm in experiments.CURVE_ARMS:
+        assert set(result["label_efficiency"][arm]) == {repr(f) for f in full.fractions}
+    assert result["command"].endswith(f"finetuning --scale {scale}")
+    from roberta_from_scratch.settings import SCALES
+
+    assert SCALES[scale].finetune_lr == result["chosen"]["pretrained"], "the scale's finetuning rate is the sweep's"
+
+
+def test_a_foreign_finetuning_file_is_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    assert experiments.load_finetuning_result("cpu") is None
+    (tmp_path / "finetuning-cpu.json").write_text(json.dumps({"runs": {"dynamic": []}}))
+    with pytest.raises(ValueError, match="finetuning --scale cpu"):
+        experiments.load_finetuning_result("cpu")

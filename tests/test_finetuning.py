@@ -104,5 +104,40 @@ def test_bad_input_gets_clear_errors(task, tmp_path):
     with pytest.raises(ValueError, match=r"label 9 is outside \[0, 7\)"):
         encode_examples(rows, tokenizer, 16, num_labels=7)
     small_classifier(tokenizer, 2).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"classifier.out_proj.weight: checkpoint \(2, 64\) vs model \(7, 64\)"):
-        RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=7)
+    seven = RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=7)  # asked for: a new projection
+    assert seven.classifier.out_proj.out_features == 7
+    assert {"classifier.out_proj.weight", "classifier.out_proj.bias"} <= set(seven.load_report.missing)
+
+
+def test_an_explicit_num_labels_wins_over_saved_label_names(tmp_path):
+    """Catches: from_pretrained(dir, num_labels=5) returning a 2-label model because the saved config carries
+    id2label of the old head (a new head of another size must get the size asked for)."""
+    config = RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=20, id2label={0: "neg", 1: "pos"})
+    RobertaForSequenceClassification(config).save_pretrained(tmp_path)
+    five = RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    assert five.config.num_labels == 5 and five.classifier.out_proj.out_features == 5
+    same = RobertaForSequenceClassification.from_pretrained(tmp_path)
+    assert same.config.id2label == {0: "neg", 1: "pos"}
+    kept = RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert kept.config.id2label == {0: "neg", 1: "pos"}  # the same size: the names still apply
+
+
+def test_regression_labels_stay_real_numbers():
+    """Catches: regression targets (num_labels=1, STS-B's similarity scores) cast to int, so 3.8 trained as 3."""
+    rows = datasets.Dataset.from_dict({"text": ["a b", "c d e"], "label": [3.8, 0.25]})
+    tokenizer = ByteLevelBPETokenizer.train(["a b c d e"] * 20, vocab_size=270)
+    examples = encode_examples(rows, tokenizer, 16, num_labels=1)
+    assert [e["label"] for e in examples] == [3.8, 0.25]
+    from roberta_from_scratch.finetuning import collate
+
+    assert collate(examples, tokenizer.pad_token_id)["labels"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=0), dict(warmup_ratio=1.5),
+                                 dict(max_length=2)])
+def test_finetuning_settings_are_refused_with_the_fix(bad):
+    """Catches: finetune --batch-size 0 ending in a ZeroDivisionError inside the loop, --epochs 0 training nothing
+    and saving an untrained head, a warm-up longer than the run."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        FinetuneConfig(**bad)

@@ -63,10 +63,16 @@ def test_dynamic_masks_change_static_masks_repeat_seeds_reproduce(tokenizer, blo
     assert torch.equal(again["input_ids"], first["input_ids"]) and torch.equal(again["labels"], first["labels"])
     static = StaticMaskingDataset(blocks[:4], collator, duplicates=10, seed=0)
     assert len(static) == 40
-    # Two epochs over the static data see the same masks; dynamic masking of the same blocks does not.
-    epoch_1 = collator([static[i] for i in range(0, 40, 10)])
-    epoch_2 = collator([static[i] for i in range(0, 40, 10)])
-    assert torch.equal(epoch_1["labels"], epoch_2["labels"]) and torch.equal(epoch_1["input_ids"], epoch_2["input_ids"])
+    # Epoch e reads copy e mod 10 of each block, as BERT's 10 duplicates: epochs 1 and 11 see the same masks, epochs
+    # 1 and 2 different ones; the raw blocks, masked afresh each time they are drawn, never repeat. (Catches a
+    # static arm whose copies share one mask, or one that the collator masks again.)
+    def epoch(e):
+        return collator([static[b * 10 + e % 10] for b in range(4)])
+
+    assert torch.equal(epoch(0)["labels"], epoch(10)["labels"]) and torch.equal(epoch(0)["input_ids"],
+                                                                                epoch(10)["input_ids"])
+    assert not torch.equal(epoch(0)["labels"], epoch(1)["labels"])
+    assert not torch.equal(collator(blocks[:4])["labels"], collator(blocks[:4])["labels"])
     assert torch.equal(StaticMaskingDataset(blocks[:4], collator, duplicates=10, seed=0)[3]["labels"],
                        static[3]["labels"])  # precomputed from the seed: rebuilt, it is the same
     assert not torch.equal(static[0]["labels"], static[1]["labels"])  # 10 different masks per example
@@ -122,6 +128,15 @@ def test_packing_loses_and_duplicates_nothing(documents, max_len):
     stream = [t for b in blocks for t in b[1:]]
     sentences = sum(len(doc) for doc in documents)
     assert stream.count(EOS) >= sentences  # every sentence ends with </s> (plus separators)
+
+
+def test_empty_documents_and_sentences_do_not_change_the_stream():
+    """Catches: each empty document (a blank paragraph in a local file) adding another </s> separator, and an
+    empty sentence adding a lone </s>."""
+    docs = [[[10, 11], [12]], [[20, 21, 22]], [[30]]]
+    with_empties = [[], [[10, 11], [], [12]], [], [], [[20, 21, 22]], [[]], [[30]], []]
+    for max_len in (8, 64):
+        assert pack_full_sentences(with_empties, max_len, BOS, EOS) == pack_full_sentences(docs, max_len, BOS, EOS)
 
 
 def test_documents_are_separated_by_an_extra_eos_and_sentences_stay_whole():

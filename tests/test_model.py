@@ -25,7 +25,20 @@ CONFIGS = {
                        intermediate_size=64, max_position_embeddings=24, hidden_act="gelu"),
     "one-layer-tanh": dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                            intermediate_size=24, max_position_embeddings=20, hidden_act="gelu_new"),
+    "pytorch-tanh": dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=24, max_position_embeddings=20, hidden_act="gelu_pytorch_tanh"),
+    "relu": dict(vocab_size=80, hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40,
+                 max_position_embeddings=20, hidden_act="relu"),
+    "silu": dict(vocab_size=80, hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40,
+                 max_position_embeddings=20, hidden_act="silu"),
 }
+
+
+def test_every_activation_the_config_accepts_is_tested_against_transformers():
+    """Catches: an activation added to the model that no parity test runs."""
+    from roberta_from_scratch.model import ACTIVATION
+
+    assert {c.get("hidden_act", "gelu") for c in CONFIGS.values()} == set(ACTIVATION)
 
 
 def hf_config(fields, **extra):
@@ -48,6 +61,17 @@ def padded_batch(vocab_size, lengths, seed=0):
     return ids, mask
 
 
+def scramble(model, seed):
+    """Weights far from the initialisation (N(0, 0.02) hides differences under 1e-5): every matrix and bias at
+    N(0, 0.3), every LayerNorm gain at 1 + N(0, 0.3)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * 0.3
+            p.copy_(1 + noise if ("norm" in name.lower() and name.endswith("weight")) else noise)
+    return model
+
+
 def assert_same_outputs(ours, theirs, ids, mask):
     a = ours(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
     b = theirs(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
@@ -64,11 +88,15 @@ def assert_same_outputs(ours, theirs, ids, mask):
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("kind", ["mlm", "classification"])
 def test_random_transformers_model_loads_into_ours_and_back(name, kind, tmp_path):
+    """Catches: any difference in the forward pass (embeddings, attention, the layers, both heads) or in the
+    weights' names, both ways, for every activation the config accepts. The weights are scrambled far from the
+    initialisation, so differences that N(0, 0.02) weights would hide under 1e-5 show (the MLM head applying
+    hidden_act instead of exact GELU was one: off by 0.13 with relu)."""
     torch.manual_seed(0)
     fields = CONFIGS[name]
     hf_cls = transformers.RobertaForMaskedLM if kind == "mlm" else transformers.RobertaForSequenceClassification
     ours_cls = RobertaForMaskedLM if kind == "mlm" else RobertaForSequenceClassification
-    theirs = hf_cls(hf_config(fields, num_labels=3)).eval()
+    theirs = scramble(hf_cls(hf_config(fields, num_labels=3)).eval(), seed=0)
     theirs.save_pretrained(tmp_path / "hf")
     ours = ours_cls.from_pretrained(tmp_path / "hf")
     assert not ours.load_report.missing and not ours.load_report.unused, ours.load_report
@@ -77,7 +105,7 @@ def test_random_transformers_model_loads_into_ours_and_back(name, kind, tmp_path
 
     # and the other way: ours saved, transformers loads it and agrees
     torch.manual_seed(1)
-    fresh = ours_cls(RobertaConfig(**fields, num_labels=3)).eval()
+    fresh = scramble(ours_cls(RobertaConfig(**fields, num_labels=3)).eval(), seed=1)
     fresh.save_pretrained(tmp_path / "ours")
     back = hf_cls.from_pretrained(tmp_path / "ours", attn_implementation="eager").eval()
     assert_same_outputs(fresh, back, ids, mask)

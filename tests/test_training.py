@@ -14,6 +14,7 @@ from roberta_from_scratch.masking import DataCollatorForMLM
 from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 from roberta_from_scratch.training import (
+    STATE_FILE,
     StepBatches,
     Trainer,
     TrainingConfig,
@@ -86,21 +87,32 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(setup, k):
 
 
 def test_activation_checkpointing_changes_memory_not_results(setup):
-    plain = gradients_of_one_step(setup, batch_size=8)
-    recomputed = gradients_of_one_step(setup, batch_size=8, activation_checkpointing=True)
-    for name in plain:
-        torch.testing.assert_close(recomputed[name], plain[name], rtol=0, atol=1e-6, msg=name)
-    # with dropout on, the recomputation replays the same dropout masks (the random state is saved and restored)
+    """Catches: recomputation that changes the gradients, that replays other dropout masks than the first pass
+    drew, or that never happens (checkpointing is off in eval mode, so the model trains here, and each layer must
+    run twice per step). The first version of this test ran in eval mode and compared plain with plain."""
     tokenizer, *_ = setup
     ids = torch.randint(5, tokenizer.vocab_size, (2, 16))
-    grads = []
-    for enabled in (False, True):
-        model = tiny_model(tokenizer).train()
-        model.set_activation_checkpointing(enabled)
-        torch.manual_seed(7)
-        model(ids, labels=ids).loss.backward()
-        grads.append(model.lm_head.dense.weight.grad)
-    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-6)
+    for dropout in (0.0, 0.1):  # without dropout, then with it (the random state is saved and restored)
+        grads, calls = [], []
+        for enabled in (False, True):
+            model = tiny_model(tokenizer, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout).train()
+            model.set_activation_checkpointing(enabled)
+            count, layer = [0], model.roberta.layers[0]
+            original = layer.forward
+
+            def counted(*args, **kwargs):  # (module hooks do not fire when checkpointing recomputes)
+                count[0] += 1
+                return original(*args, **kwargs)
+
+            layer.forward = counted
+            torch.manual_seed(7)
+            model(ids, labels=ids).loss.backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            calls.append(count[0])
+        assert calls == [1, 2], f"layer 0 ran {calls} times (plain, checkpointed): no recomputation"
+        assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+        for name in grads[0]:
+            torch.testing.assert_close(grads[1][name], grads[0][name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
@@ -138,27 +150,49 @@ def test_checkpoints_are_whole_or_absent(setup, tmp_path):
     assert torch.equal(loaded.lm_head.bias, trainer.model.lm_head.bias)
 
 
-def test_a_killed_run_resumes_and_completes(tmp_path):
+def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Catches: a run killed with SIGKILL (no chance to clean up) that cannot resume, or that resumes into other
+    weights than the run would have reached (data order, masks, optimizer or random state not restored). The kill
+    lands while the run is stopped (SIGSTOP) after its step-10 checkpoint, so a fast run cannot finish first."""
+    from safetensors.torch import load_file
+
     env = {**os.environ, "RFS_DATA_DIR": str(tmp_path / "data"), "RFS_SCALE": "smoke", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "roberta_from_scratch.pretrain", "--scale", "smoke", "--steps", "400",
-               "--checkpoint-every", "5", "--eval-every", "1000", "--output-dir", str(tmp_path / "run"),
-               "--no-progress", "--device", "cpu"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and (latest_checkpoint(checkpoints) is None or
-                                      latest_checkpoint(checkpoints).name < "step-0000010"):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+
+    def command(out):
+        return [sys.executable, "-m", "roberta_from_scratch.pretrain", "--scale", "smoke", "--steps", "30",
+                "--checkpoint-every", "5", "--eval-every", "1000", "--output-dir", str(out), "--no-progress",
+                "--device", "cpu"]
+
+    straight = subprocess.run(command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    for attempt in range(3):  # the run may (rarely) finish between two polls: try again in a new folder
+        out = tmp_path / f"killed-{attempt}"
+        process = subprocess.Popen(command(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        checkpoints = out / "checkpoints"
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None and (
+                latest_checkpoint(checkpoints) is None or latest_checkpoint(checkpoints).name < "step-0000010"):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGSTOP)
+        finished = latest_checkpoint(checkpoints) is not None and latest_checkpoint(checkpoints).name == "step-0000030"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if not finished:
+            break
     killed_at = latest_checkpoint(checkpoints)
-    assert killed_at is not None, "no checkpoint was written before the kill"
-    result = subprocess.run(command[:6] + ["30"] + command[7:] + ["--resume"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    assert killed_at is not None and killed_at.name < "step-0000030", killed_at
+    result = subprocess.run(command(out) + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resumed from {killed_at}" in result.stdout
-    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
     assert latest_checkpoint(checkpoints).name == "step-0000030"
+    ours = load_file(out / "final" / "model.safetensors")
+    theirs = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
 
 
 def test_faults_get_clear_errors(setup, tmp_path):
@@ -192,3 +226,93 @@ def test_training_learns_something(setup):
     assert last["loss"] < first["loss"] - 0.5, (first, last)  # from the uniform guess, log(400) = 6.0, downwards
     # at least the most frequent tokens are learned: from 1 in 125 held-out targets at random init to 5 (40 steps)
     assert last["accuracy"] >= first["accuracy"] + 0.025, (first, last)
+
+
+@pytest.mark.parametrize("bad", [dict(keep_checkpoints=0), dict(keep_checkpoints=-1), dict(lr=0), dict(lr=-1e-3),
+                                 dict(warmup_steps=-5), dict(eval_every=0), dict(micro_batch_size=0)])
+def test_nonsensical_settings_are_refused_where_the_config_is_made(bad):
+    """Catches: keep_checkpoints=0 silently keeping every checkpoint (``[:-0]`` is empty), a learning rate of 0
+    that trains nothing, a negative warm-up, and eval_every=0 failing with a ZeroDivisionError in the loop."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TrainingConfig(max_steps=10, batch_size=8, **bad)
+
+
+def test_mfu_counts_the_peak_of_every_process(setup, monkeypatch):
+    """Catches: MFU overstated by the number of processes (the tokens per second are the whole step's, over all
+    processes, and were divided by one device's peak)."""
+    from roberta_from_scratch import training
+    from roberta_from_scratch.distributed import World
+
+    monkeypatch.setattr(training, "peak_flops", lambda device: 1e12)
+    assert trainer_for(setup).peak == 1e12
+    monkeypatch.setattr(training, "world", lambda: World(rank=0, world_size=4))
+    assert trainer_for(setup, batch_size=8).peak == 4e12
+
+
+def test_gradient_sync_is_skipped_under_torch_compile(tmp_path):
+    """Catches: accumulation that all-reduces on every micro-batch under torch.compile (the compiled module is not
+    the DDP module, so no_sync() was never entered)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from roberta_from_scratch.distributed import gradient_sync
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(torch.nn.Linear(3, 3))
+        compiled = torch.compile(ddp)  # not called: nothing is compiled
+        for forward in (ddp, compiled):
+            with gradient_sync(forward, ddp, sync=False):
+                assert ddp.require_backward_grad_sync is False
+            assert ddp.require_backward_grad_sync is True
+            with gradient_sync(forward, ddp, sync=True):
+                assert ddp.require_backward_grad_sync is True
+    finally:
+        dist.destroy_process_group()
+
+
+def resumable(setup, tmp_path, **cfg):
+    tokenizer, blocks, eval_blocks = setup
+    base = dict(max_steps=6, batch_size=8, lr=1e-3, warmup_steps=2, eval_every=3, progress=False, device="cpu",
+                checkpoint_dir=str(tmp_path))
+    return Trainer(tiny_model(tokenizer), blocks, DataCollatorForMLM(tokenizer), TrainingConfig(**{**base, **cfg}),
+                   eval_blocks)
+
+
+def test_resume_refuses_other_settings_and_allows_more_steps_only_explicitly(setup, tmp_path):
+    """Catches: resuming with another seed or batch size (a silently different data order), another learning
+    rate silently ignored, or more steps without saying so; settings that do not change what is learned (the
+    micro-batch size) stay free."""
+    first = resumable(setup, tmp_path)
+    first.train(until=3)
+    first.save_checkpoint()
+    for change in (dict(seed=1), dict(batch_size=16), dict(lr=2e-3), dict(warmup_steps=0), dict(max_steps=8)):
+        with pytest.raises(ValueError, match=f"{next(iter(change))}: checkpoint"):
+            resumable(setup, tmp_path, **change).load_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="max_steps"):  # fewer steps is never "more steps"
+        resumable(setup, tmp_path, max_steps=4).load_checkpoint(tmp_path, allow_more_steps=True)
+    longer = resumable(setup, tmp_path, max_steps=8)
+    longer.load_checkpoint(tmp_path, allow_more_steps=True)
+    assert longer.step == 3
+    resumable(setup, tmp_path, micro_batch_size=4).load_checkpoint(tmp_path)
+
+
+def test_the_output_folder_is_checked_before_any_training(tmp_path):
+    """Catches: a run that trains for hours and then cannot save (the output path is a file or empty), and a new
+    run in a folder with an earlier run's checkpoints, whose pruning then deletes the new ones and whose later
+    --resume silently continues the old run."""
+    from roberta_from_scratch.pretrain import check_output_dir
+
+    (tmp_path / "file").write_text("")
+    for bad, message in [("", "empty"), (str(tmp_path / "file"), "is a file")]:
+        with pytest.raises(SystemExit, match=message):
+            check_output_dir(bad, resume=False, overwrite=False)
+    old = tmp_path / "run" / "checkpoints" / "step-0000010"
+    old.mkdir(parents=True)
+    (old / STATE_FILE).write_bytes(b"")
+    with pytest.raises(SystemExit, match="--resume continues it, --overwrite"):
+        check_output_dir(str(tmp_path / "run"), resume=False, overwrite=False)
+    check_output_dir(str(tmp_path / "run"), resume=True, overwrite=False)
+    assert old.exists()
+    check_output_dir(str(tmp_path / "run"), resume=False, overwrite=True)
+    assert not old.exists()
