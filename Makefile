@@ -24,7 +24,7 @@ lab: $(STAMP)
 test: unit notebooks-test
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests/
+	$(TEST_ENV) $(BIN)/python -m pytest -rs tests/
 
 notebooks-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_OPTS) notebooks/

@@ -25,3 +25,28 @@ def python_docs(tmp_path_factory):
         corpus = data.load_corpus(verbose=False)
         topics = data.load_classification(verbose=False)
     return corpus, topics
+
+
+# A skip hides a test. The only accepted reasons are optional system tools the browser test needs; any other skip
+# (a declared dependency that fails to import, a fixture that gave up) fails the run, and every reason is printed.
+ALLOWED_SKIPS = ("no Chromium", "no npm", "npm could not install")
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(allowed in reason for allowed in ALLOWED_SKIPS):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.write_line("skipped for a reason other than an absent optional system tool (a failure):")
+        for line in _unexpected_skips:
+            terminalreporter.write_line(f"  {line}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips and exitstatus == 0:
+        session.exitstatus = 1

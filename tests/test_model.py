@@ -15,7 +15,7 @@ from roberta_from_scratch.model import (
     create_position_ids,
 )
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402 (a declared dependency: a broken import must fail, not skip)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 CONFIGS = {

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from roberta_from_scratch import OfflineError
 from roberta_from_scratch.tokenizer import SPECIAL_TOKENS, ByteLevelBPETokenizer, bytes_to_unicode
 
-tokenizers = pytest.importorskip("tokenizers")
-transformers = pytest.importorskip("transformers")
+import tokenizers  # noqa: E402 (declared dependencies: a broken import must fail, not skip)
+import transformers  # noqa: E402
 
 ADVERSARIAL = [
     "", " ", "   ", "\t\t", "\n\n\n", "\r\n", "a", " leading space", "trailing space ", "Hello  world",

@@ -12,7 +12,7 @@ from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 
-pytest.importorskip("bertviz")
+import bertviz  # noqa: E402,F401 (a declared dependency: a broken import must fail, not skip)
 
 
 @pytest.fixture(scope="module")
