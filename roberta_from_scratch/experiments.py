@@ -102,25 +102,33 @@ def run_masking_experiment(config, collator, train_blocks, eval_blocks, settings
 
 def final_spread(result: dict, arm: str, metric: str) -> tuple[float, float, int]:
     """Mean and standard deviation over seeds of ``metric`` at the last evaluation, and the number of seeds."""
-    values = [run["eval"][-1][metric] for run in result["runs"][arm]]
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return statistics.fmean(values), spread, len(values)
+    return _mean_sd([run["eval"][-1][metric] for run in result["runs"][arm]])
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float, int]:
+    """Mean, standard deviation (nan for one value) and count."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan")), len(values)
 
 
 def results_path(scale: str) -> Path:
     return RESULTS_DIR / f"static_vs_dynamic-{scale}.json"
 
 
-def load_result(scale: str) -> dict | None:
-    """The cached full result for ``scale``, or None when it has not been computed."""
-    path = results_path(scale)
+def _load_cached(path: Path, is_valid, experiment: str, scale: str) -> dict | None:
+    """A cached result, or None when it has not been computed; a file of another kind is refused with the fix."""
     if not path.exists():
         return None
     result = json.loads(path.read_text())
-    if set(result.get("runs", {})) != {"dynamic", "static"}:
-        raise ValueError(f"{path} is not a static-against-dynamic result: delete it and run "
-                         f"`python -m roberta_from_scratch.experiments static-vs-dynamic --scale {scale}`")
+    if not is_valid(result):
+        raise ValueError(f"{path} is not a {experiment} result: delete it and run "
+                         f"`python -m roberta_from_scratch.experiments {experiment} --scale {scale}`")
     return result
+
+
+def load_result(scale: str) -> dict | None:
+    """The cached full static-against-dynamic result for ``scale``, or None when it has not been computed."""
+    return _load_cached(results_path(scale), lambda r: set(r.get("runs", {})) == {"dynamic", "static"},
+                        "static-vs-dynamic", scale)
 
 
 # ----------------------------------------------------------------------------------------------- finetuning
@@ -288,8 +296,7 @@ def settings_dict(settings) -> dict:
 
 def spread(runs: list[dict], split: str = "test", metric: str = "accuracy") -> tuple[float, float, int]:
     """Mean and standard deviation over the seeds of one sweep or curve cell, and the number of seeds."""
-    values = [run[split][metric] for run in runs]
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan")), len(values)
+    return _mean_sd([run[split][metric] for run in runs])
 
 
 def finetuning_results_path(scale: str) -> Path:
@@ -298,14 +305,8 @@ def finetuning_results_path(scale: str) -> Path:
 
 def load_finetuning_result(scale: str) -> dict | None:
     """The cached full result of notebook 06's experiment for ``scale``, or None when it has not been computed."""
-    path = finetuning_results_path(scale)
-    if not path.exists():
-        return None
-    result = json.loads(path.read_text())
-    if set(result.get("sweep", {})) != set(FINETUNE_ARMS) | {"bag of words"} or "label_efficiency" not in result:
-        raise ValueError(f"{path} is not a finetuning result: delete it and run "
-                         f"`python -m roberta_from_scratch.experiments finetuning --scale {scale}`")
-    return result
+    return _load_cached(finetuning_results_path(scale), lambda r: set(r.get("sweep", {})) == set(FINETUNE_ARMS) |
+                        {"bag of words"} and "label_efficiency" in r, "finetuning", scale)
 
 
 def course_classification(scale_name: str):

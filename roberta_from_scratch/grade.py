@@ -199,7 +199,7 @@ class Limits:
     """Per kernel: CPU seconds, address space, processes and threads of the user, the size of a written file, and
     whether to cut the network (user and network namespaces, where the platform allows it)."""
 
-    cpu_seconds: int = 3600
+    cpu_seconds: int | None = None  # None: the deadline times the cores (set by grade())
     memory_bytes: int = 16 * 2**30
     processes: int = 4096
     file_bytes: int = 2 * 2**30
@@ -218,10 +218,11 @@ def _kernel_manager(limits: Limits, workdir: Path):
     class ConfinedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             command = super().format_kernel_cmd(extra_arguments)
-            wrapper = [sys.executable, "-m", "roberta_from_scratch.sandbox", "--cpu-seconds", str(limits.cpu_seconds),
-                       "--memory-bytes", str(limits.memory_bytes), "--processes", str(limits.processes),
-                       "--file-bytes", str(limits.file_bytes), "--status", str(status),
-                       "--log", str(workdir / "kernel.log")]
+            wrapper = [sys.executable, "-m", "roberta_from_scratch.sandbox", "--memory-bytes", str(limits.memory_bytes),
+                       "--processes", str(limits.processes), "--file-bytes", str(limits.file_bytes),
+                       "--status", str(status), "--log", str(workdir / "kernel.log")]
+            if limits.cpu_seconds:
+                wrapper += ["--cpu-seconds", str(limits.cpu_seconds)]
             return [*wrapper, *(["--no-network"] if limits.no_network else []), "--", *command]
 
     # Unix sockets, so that a kernel without a network still reaches the grader.
@@ -246,8 +247,8 @@ class Run:
 class _Kernel:
     """A kernel with the grader's guard installed, restarted (and its state replayed) when it dies or hangs."""
 
-    def __init__(self, client, limits: Limits, status: Path):
-        self.client, self.limits, self.status = client, limits, status
+    def __init__(self, client, status: Path):
+        self.client, self.status = client, status
         self.guard = "_rfs_guard_" + secrets.token_hex(8)  # a name that student code cannot know in advance
 
     def request(self, expressions: dict[str, str], timeout: float = 60) -> dict:
@@ -269,9 +270,8 @@ class _Kernel:
         return values
 
     def install(self) -> str:
-        scale = self.request({"scale": f"__import__('roberta_from_scratch.grader_guard', fromlist=['install'])"
-                                       f".install({self.guard!r})"}, timeout=120)["scale"]
-        return scale
+        return self.request({"scale": f"__import__('roberta_from_scratch.grader_guard', fromlist=['install'])"
+                                      f".install({self.guard!r})"}, timeout=120)["scale"]
 
     def check(self) -> list[str] | None:
         """What the guard had to put back (a list, empty when nothing was touched), or None when it could not
@@ -334,7 +334,7 @@ def execute(nb, directory: Path, timeout: int, deadline: float | None = None, li
                                               "traceback": []},
                             resources={"metadata": {"path": str(directory)}})
     run = Run()
-    kernel = _Kernel(client, limits, status)
+    kernel = _Kernel(client, status)
     start = time.monotonic()
 
     def left() -> float:
@@ -428,7 +428,11 @@ def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None
     source_path = Path(source_path) if source_path else default_source(student_path)
     source = _read(source_path, "the course notebook")
     nb, missing, ignored = restore_locked_cells(student, source)
-    limits = limits or Limits(cpu_seconds=int(max(deadline or 3600, 60) * max(1, os.cpu_count() or 1)))
+    import dataclasses
+
+    limits = limits or Limits()
+    if limits.cpu_seconds is None:
+        limits = dataclasses.replace(limits, cpu_seconds=int(max(deadline or 3600, 60) * max(1, os.cpu_count() or 1)))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rfs-grade-") as workdir:
         workdir = Path(workdir)
@@ -484,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--timeout must be at least 1 second, got {args.timeout}")
     if args.deadline < 1 or args.memory_gb <= 0:
         parser.error("--deadline must be at least 1 second and --memory-gb positive")
-    limits = Limits(cpu_seconds=args.deadline * max(1, os.cpu_count() or 1), memory_bytes=int(args.memory_gb * 2**30))
+    limits = Limits(memory_bytes=int(args.memory_gb * 2**30))
     try:
         report = grade(args.notebook, args.source, args.timeout, args.scale or None, args.deadline, limits)
     except (FileNotFoundError, ValueError) as error:

@@ -64,14 +64,9 @@ def _installed_code(function) -> bool:
     import site
 
     filename = os.path.abspath(function.__code__.co_filename)
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(__file__)),
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__),  # this package, not its checkout
              *site.getsitepackages(), site.getusersitepackages()}
     return any(filename.startswith(os.path.abspath(r) + os.sep) for r in roots if r)
-
-
-def _library_hook(function) -> bool:
-    """An event callback that a library registered (the inline backend does when pyplot is first imported)."""
-    return _library_code(function)
 
 
 def _library_wrapper(value, original) -> bool:
@@ -233,7 +228,7 @@ class Guard:
                 delattr(shell, key)
                 changed.append(f"shell.{key}")
         for key, functions in shell.events.callbacks.items():  # a post_run_cell hook can erase a cell's error
-            added = [f for f in functions if f not in self.events.get(key, []) and not _library_hook(f)]
+            added = [f for f in functions if f not in self.events.get(key, []) and not _library_code(f)]  # the inline backend registers one
             if added:
                 functions[:] = [f for f in functions if f not in added]
                 changed.append(f"shell.events[{key!r}]")

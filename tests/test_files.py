@@ -1,7 +1,6 @@
 """Atomic writes: one helper, unique temporary names, nothing half-written."""
 
 import os
-import threading
 
 import pytest
 
@@ -31,15 +30,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_two_writers_never_share_a_temporary_file(tmp_path):
-    """Catches: a fixed `.tmp` name, with which two concurrent writers of one file interleave into a mixture."""
-    target = tmp_path / "config.json"
-    texts = [str(i) * 200_000 for i in range(8)]
-    threads = [threading.Thread(target=atomic_write, args=(target, t)) for t in texts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert target.read_text() in texts and os.listdir(tmp_path) == ["config.json"]
+    """Catches: a fixed `.tmp` name, with which a second writer of the same file (another process, or a save
+    started while one is in progress) writes into the first one's temporary file."""
+    target, seen = tmp_path / "config.json", []
+
+    def writer(text):
+        def write(tmp):
+            seen.append(tmp)
+            if len(seen) == 1:  # a second writer of the same file while the first is writing
+                atomic_write(target, writer("inner"))
+            tmp.write_text(text)
+        return write
+
+    atomic_write(target, writer("outer"))
+    assert seen[0] != seen[1], "both writers used the same temporary file"
+    assert target.read_text() == "outer" and os.listdir(tmp_path) == ["config.json"]
 
 
 def test_written_files_follow_the_umask(tmp_path):
