@@ -1,7 +1,9 @@
 """Model benchmark: forward + backward tokens/s of our RobertaForMaskedLM against transformers' (SDPA attention).
 
 Same config, same weights, same batch (15% of tokens labelled, as in pretraining), alternating in one process; the
-best of several rounds is kept. Peak memory is measured in a fresh subprocess per model (peak resident memory on
+best of several rounds is kept. Ours runs twice: with its MLM head on the labelled positions only (the algorithmic
+saving fairseq makes, and our default) and with the head on every position, the work transformers does (the
+equal-work row, which measures the implementation alone). Peak memory is measured in a fresh subprocess per model (peak resident memory on
 the CPU, peak allocated memory on CUDA). On a GPU it runs the mini and base presets in the precision the settings
 module picks (bf16 or fp16 autocast).
 
@@ -22,7 +24,7 @@ import sys
 import time
 
 import torch
-from results import machine_line, write_section
+from results import dense_head_model, machine_line, write_section
 
 from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.hub import to_hf_state_dict
@@ -30,7 +32,10 @@ from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.settings import pick_precision
 
 
-def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "transformers"),
+MODELS = ("ours", "ours-dense", "transformers")
+
+
+def build(preset: str, vocab_size: int, device: torch.device, which=MODELS,
           checkpointing: bool = False):
     import transformers
 
@@ -39,6 +44,9 @@ def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "tr
                                        attention_probs_dropout_prob=0.0)
     ours = RobertaForMaskedLM(config)
     models = {"ours": ours}
+    if "ours-dense" in which:  # the same weights, the head on every position: transformers' work
+        models["ours-dense"] = dense_head_model(config)
+        models["ours-dense"].load_state_dict(ours.state_dict())
     if "transformers" in which:
         theirs = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**config.to_dict(),
                                                                             attn_implementation="sdpa"))
@@ -46,6 +54,8 @@ def build(preset: str, vocab_size: int, device: torch.device, which=("ours", "tr
         models["transformers"] = theirs
     if checkpointing:
         ours.set_activation_checkpointing(True)
+        if "ours-dense" in models:
+            models["ours-dense"].set_activation_checkpointing(True)
         if "transformers" in models:
             models["transformers"].gradient_checkpointing_enable({"use_reentrant": False})
     return {name: models[name].to(device).train() for name in which}
@@ -102,13 +112,12 @@ def measure(args) -> dict:
     device = torch.device(args.device)
     precision = pick_precision(device)
     models = build(args.preset, args.vocab_size, device, checkpointing=args.activation_checkpointing)
-    ours, theirs = models["ours"], models["transformers"]
     ids, mask, labels = batch(args.vocab_size, args.batch, args.seq, device)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(ids, mask).logits, theirs(ids, attention_mask=mask).logits,
-                                   rtol=1e-4, atol=1e-4)  # same weights: the comparison is fair
-    steps = {"ours": step_fn(ours, ids, mask, labels, precision),
-             "transformers": step_fn(theirs, ids, mask, labels, precision)}
+    with torch.no_grad():  # same weights and the same loss: the comparison is fair
+        reference = models["transformers"](ids, attention_mask=mask, labels=labels).loss
+        for name in ("ours", "ours-dense"):
+            torch.testing.assert_close(models[name](ids, mask, labels=labels).loss, reference, rtol=1e-4, atol=1e-4)
+    steps = {name: step_fn(model, ids, mask, labels, precision) for name, model in models.items()}
     for step in steps.values():  # warm up
         step()
     best = {name: float("inf") for name in steps}
@@ -120,7 +129,7 @@ def measure(args) -> dict:
             best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
     tokens = args.batch * args.seq
     peaks = {}
-    for name in ("ours", "transformers"):
+    for name in MODELS:
         out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", name], capture_output=True,
                              text=True, check=True)
         peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
@@ -137,7 +146,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--activation-checkpointing", action="store_true")
-    parser.add_argument("--worker", choices=["ours", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -145,20 +154,26 @@ def main() -> None:
     import transformers
 
     r = measure(args)
-    ours, theirs = r["tokens_per_s"]["ours"], r["tokens_per_s"]["transformers"]
+    speed, peak = r["tokens_per_s"], r["peak_mib"]
     memory = "memory of the training steps (peak minus before)"
     table = "\n".join([
         "| model | tokens/s (forward + backward) | " + memory + " |",
         "|---|---|---|",
-        f"| ours, RobertaForMaskedLM | {ours:,.0f} | {r['peak_mib']['ours']:,.0f} MiB |",
-        f"| transformers RobertaForMaskedLM (SDPA) | {theirs:,.0f} | {r['peak_mib']['transformers']:,.0f} MiB |",
-        f"| ratio ours / transformers | {ours / theirs:.2f}x | "
-        f"{r['peak_mib']['ours'] / r['peak_mib']['transformers']:.2f}x |",
+        f"| ours, RobertaForMaskedLM (MLM head on the labelled positions) | {speed['ours']:,.0f} | "
+        f"{peak['ours']:,.0f} MiB |",
+        f"| ours, MLM head on every position (equal work) | {speed['ours-dense']:,.0f} | {peak['ours-dense']:,.0f} MiB |",
+        f"| transformers RobertaForMaskedLM (SDPA; MLM head on every position) | {speed['transformers']:,.0f} | "
+        f"{peak['transformers']:,.0f} MiB |",
+        f"| ratio ours / transformers, equal work (the implementation) | {speed['ours-dense'] / speed['transformers']:.2f}x"
+        f" | {peak['ours-dense'] / peak['transformers']:.2f}x |",
+        f"| ratio ours / transformers, head on the labelled positions (the algorithm and the implementation) | "
+        f"{speed['ours'] / speed['transformers']:.2f}x | {peak['ours'] / peak['transformers']:.2f}x |",
         "",
         f"Preset {args.preset}, vocabulary {args.vocab_size:,}, batch {args.batch} x {args.seq} tokens, 15% of tokens "
         f"labelled, {args.device} {r['precision']}, training mode without dropout, best of {args.rounds} alternating "
-        f"rounds of {args.steps} steps. Ours runs the MLM head only on the labelled positions; transformers runs it "
-        f"on every position.{' Both with activation checkpointing.' * args.activation_checkpointing} "
+        f"rounds of {args.steps} steps; the three compute the same loss (checked). The equal-work row runs our "
+        "model's head on every position, as transformers does; the first row runs it only on the labelled ones "
+        f"(fairseq's masked_tokens), an algorithmic saving.{' All with activation checkpointing.' * args.activation_checkpointing} "
         f"{machine_line(transformers=transformers.__version__)}",
     ])
     ckpt = ", activation checkpointing" if args.activation_checkpointing else ""

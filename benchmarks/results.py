@@ -30,3 +30,23 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", flags=re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def dense_head_model(config):
+    """Our RobertaForMaskedLM doing transformers' work: the MLM head on every position, the loss over the positions
+    with a label. Beside the sparse head (the head on labelled positions only, fairseq's ``masked_tokens``) it
+    separates the algorithmic saving from the speed of the implementation: the equal-work row of a benchmark."""
+    import torch.nn.functional as F
+
+    from roberta_from_scratch.model import ModelOutput, RobertaForMaskedLM
+
+    class DenseHeadRobertaForMaskedLM(RobertaForMaskedLM):
+        def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+            out = super().forward(input_ids, attention_mask, **kwargs)  # no labels: logits at every position
+            loss = None
+            if labels is not None:
+                loss = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]).float(), labels.view(-1))
+            return ModelOutput(loss=loss, logits=out.logits, last_hidden_state=out.last_hidden_state,
+                               hidden_states=out.hidden_states, attentions=out.attentions)
+
+    return DenseHeadRobertaForMaskedLM(config)

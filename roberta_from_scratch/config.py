@@ -123,4 +123,17 @@ class RobertaConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no config.json (a model directory holds config.json and "
                                     "model.safetensors; write one with save_pretrained)")
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_dict(read_config_file(path))
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A ``config.json`` as a dictionary, or a ValueError naming the file when it is not JSON or not an object."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid JSON ({exc}); the file is damaged: save the model again") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: holds a JSON {type(d).__name__}, not an object of settings; the file is damaged "
+                         "or is not a model's config.json")
+    return d

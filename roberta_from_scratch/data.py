@@ -366,19 +366,55 @@ def hash_split(dataset: datasets.Dataset, per_mille: int = VALIDATION_PER_MILLE,
     return datasets.DatasetDict({"train": dataset.select(train), "validation": dataset.select(validation)})
 
 
+def _check_utf8(path: str) -> None:
+    """A clear error for a text file that is not UTF-8 (the datasets library fails deep inside its builder)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not UTF-8 text (byte {chunk[exc.start]:#04x} at offset {offset + exc.start}); "
+                                 "convert it first, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`") from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text (it ends inside a character); convert it first, e.g. "
+                             "`iconv -f latin1 -t utf-8 in.txt > out.txt`") from None
+
+
 def _load_local(files: dict[str, list[str]]) -> datasets.DatasetDict:
     kind = _LOCAL_FORMATS[Path(next(iter(files.values()))[0]).suffix.lower()]
+    if kind in ("text", "json"):
+        for paths in files.values():
+            for path in paths:
+                _check_utf8(path)
     # Plain text: documents are separated by blank lines (fairseq's convention), lines inside a document kept.
     options = {"sample_by": "paragraph"} if kind == "text" else {}
     with _quiet_datasets():
         raw = datasets.load_dataset(kind, data_files=files, **options)
-    for split, ds in raw.items():
-        if "text" not in ds.column_names:
-            raise ValueError(f"{files[split][0]}: no 'text' column (columns: {', '.join(ds.column_names)})")
-    raw = datasets.DatasetDict({s: ds.map(lambda row: {"text": row["text"].strip("\n")}) if kind == "text" else ds
-                                for s, ds in raw.items()})
+        for split, ds in raw.items():
+            if "text" not in ds.column_names:
+                raise ValueError(f"{files[split][0]}: no 'text' column (columns: {', '.join(ds.column_names)})")
+        if kind == "text":  # the blank lines that separate documents are not part of them; blank documents go
+            raw = datasets.DatasetDict({s: ds.map(lambda row: {"text": row["text"].strip("\n")}).filter(
+                lambda row: bool(row["text"].strip())) for s, ds in raw.items()})
     if set(raw) == {"train"}:
-        return hash_split(raw["train"])
+        raw = hash_split(raw["train"])
+        if len(raw["train"]) and not len(raw["validation"]):
+            raise ValueError(
+                f"{', '.join(files['train'])}: {len(raw['train'])} document(s) are too few for a validation split "
+                f"(each document goes to validation with probability {VALIDATION_PER_MILLE / 1000:.0%}, by a hash of "
+                "its text, and none did): give more text (documents are separated by blank lines), or name a "
+                "validation file yourself: load_corpus({'train': ..., 'validation': ...})")
+    for split, ds in raw.items():
+        if not len(ds):
+            raise ValueError(f"{', '.join(files.get(split, files['train']))}: the {split} split has no documents "
+                             "(the files are empty or hold only blank lines)")
     return raw
 
 

@@ -3,15 +3,18 @@
 The graded exercises of notebooks 01 to 07 ask students to write a central piece (a BPE merge, masked softmax, the
 post-LN layer, the 80/10/10 corruption, a step of AdamW, ...) that the package, or PyTorch, already holds. Their
 tests call the student's function inside ``implement_yourself(...)``, which replaces each named implementation by
-one that raises :class:`ImplementYourself` for as long as the test runs, so a solution that only calls it fails:
+a stand-in that records the call (and runs the original, so the tests go on) for as long as the test runs; when the
+block ends, a recorded call raises :class:`ImplementYourself`, so a solution that only calls it fails, with a
+message that says whether the tests passed with it:
 
     with implement_yourself("roberta_from_scratch.tokenizer.bytes_to_unicode"):
-        table = bytes_to_unicode()      # the student's function; calling the package's raises
+        table = bytes_to_unicode()      # the student's function; a call of the package's fails the test at the end
 
 A target is a dotted path, ``module.function`` or ``module.Class.method``. The replacement is installed where the
 object lives and wherever the same object is bound under another name: in the package's modules (re-exports) and
 in the notebook's own namespace (``from roberta_from_scratch.tokenizer import bytes_to_unicode`` at the top of a
-cell). Everything is put back when the block ends, also after an error.
+cell). Everything is put back when the block ends, also after an error (which, when a recorded call came first,
+becomes the cause of the ImplementYourself).
 
 What it cannot stop: code in the same process can always get at an original object it stored before the test
 ran (in a closure, a default argument, a copy of the module), or undo the replacement. It closes the cheap
@@ -21,6 +24,7 @@ route, one call to the package; the instructors' section of the README says what
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from contextlib import contextmanager
 from types import ModuleType
@@ -47,13 +51,23 @@ def _resolve(target: str) -> tuple[object, str, object]:
                      "'roberta_from_scratch.tokenizer.bytes_to_unicode'")
 
 
-def _forbidden(target: str):
-    def refuse(*args, **kwargs):
-        raise ImplementYourself(f"{target} is what this exercise asks you to write: implement it yourself "
-                                "(a solution that calls it earns no points)")
+def _recording(target: str, original, calls: list[str]):
+    """A stand-in for ``original`` that notes the call and then runs it, so the test goes on to its end."""
+    def recorded(*args, **kwargs):
+        calls.append(target)
+        return original(*args, **kwargs)
 
-    refuse.__name__ = refuse.__qualname__ = target.rpartition(".")[2]
-    return refuse
+    recorded.__name__ = recorded.__qualname__ = target.rpartition(".")[2]
+    return recorded
+
+
+def _verdict(calls: list[str], error: BaseException | None) -> ImplementYourself:
+    named = ", ".join(dict.fromkeys(calls))  # each target once, in the order first called (the outcome comes first:
+    # graders shorten long messages)
+    outcome = ("the tests passed, but with a call of" if error is None else
+               f"the tests failed ({type(error).__name__}: {error}), and they called")
+    return ImplementYourself(f"{outcome} {named}, which this exercise asks you to write: implement it yourself (a "
+                             "solution that calls it earns no points)")
 
 
 def _namespaces() -> list[dict]:
@@ -79,23 +93,36 @@ def _namespaces() -> list[dict]:
 
 @contextmanager
 def implement_yourself(*targets: str):
-    """Within the block, calling any of ``targets`` raises :class:`ImplementYourself`; see the module docstring."""
+    """Within the block, every call of ``targets`` is recorded and still runs, so the tests go on to their end; when
+    the block ends, a recorded call raises :class:`ImplementYourself`, which says whether the tests passed with it.
+    See the module docstring."""
+    calls: list[str] = []
     restore: list[tuple[object, str, object, bool]] = []  # (owner or namespace, name, original, is a namespace)
+    error = None
     try:
         for target in targets:
             owner, name, original = _resolve(target)
-            refuse = _forbidden(target)
+            raw = inspect.getattr_static(owner, name) if isinstance(owner, type) else original
+            if isinstance(raw, (staticmethod, classmethod)):  # keep the kind of method, record its function
+                stand_in = type(raw)(_recording(target, raw.__func__, calls))
+            else:
+                stand_in = _recording(target, original, calls)
             had_own = name in vars(owner) if not isinstance(owner, dict) else True
             restore.append((owner, name, vars(owner).get(name) if had_own else None, had_own))
-            setattr(owner, name, refuse)
+            setattr(owner, name, stand_in)
             if isinstance(owner, type):
-                continue  # a method: every instance, whatever name it was reached by, now finds the refusal
+                continue  # a method: every instance, whatever name it was reached by, now finds the stand-in
             for space in _namespaces():
                 for key, value in list(space.items()):
                     if value is original:
                         restore.append((space, key, value, True))
-                        space[key] = refuse
-        yield
+                        space[key] = stand_in
+        try:
+            yield
+        except BaseException as exc:
+            if not calls:
+                raise
+            error = exc
     finally:
         for owner, name, original, had_own in reversed(restore):
             if isinstance(owner, dict):
@@ -103,4 +130,6 @@ def implement_yourself(*targets: str):
             elif had_own:
                 setattr(owner, name, original)
             else:
-                delattr(owner, name)  # the attribute was inherited: remove the refusal, the parent's shows again
+                delattr(owner, name)  # the attribute was inherited: remove the stand-in, the parent's shows again
+    if calls:
+        raise _verdict(calls, error) from error

@@ -156,7 +156,7 @@ class FinetuneExperiment:
 
 
 FINETUNING = {
-    "smoke": {"live": FinetuneExperiment(epochs=2, seeds=(0,), fractions=(0.25, 1.0), min_steps=8),
+    "smoke": {"live": FinetuneExperiment(epochs=1, seeds=(0,), fractions=(0.25, 1.0), min_steps=8),
               "full": FinetuneExperiment(epochs=2, seeds=(0, 1), fractions=(0.25, 1.0), min_steps=8,
                                          lrs=(("pretrained", (3e-4, 3e-3)), ("random", (3e-4, 3e-3)),
                                               ("probe", (1e-3, 1e-2)), ("top layer", (3e-4, 3e-3)),

@@ -91,6 +91,9 @@ def freeze(model, trainable_layers: int | None = None) -> int:
         p.requires_grad = True
     if trainable_layers is not None:
         layers = model.roberta.layers
+        if not 0 <= trainable_layers <= len(layers):
+            raise ValueError(f"trainable_layers={trainable_layers}: the model has {len(layers)} layers; give 0 (the "
+                             f"head alone) to {len(layers)}, or None to train everything")
         frozen = [model.roberta.embeddings, *layers[: max(0, len(layers) - trainable_layers)]]
         for module in frozen:
             for p in module.parameters():
@@ -175,11 +178,12 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
         if cfg.max_grad_norm:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]  # the rate of this step's update (the schedule moves on after it)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        history.train.append({"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+        history.train.append({"step": step + 1, "loss": loss.item(), "lr": lr})
         bar.set_postfix({"loss": f"{loss.item():.3f}"}, refresh=False)
         bar.update(1)
         if (step + 1) % cfg.steps_per_epoch == 0:

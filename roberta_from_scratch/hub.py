@@ -106,6 +106,11 @@ _IGNORED = re.compile(r"(^|\.)pooler\.|^lm_head\.decoder\.(weight|bias)$|positio
                       r"^(roberta\.)?embeddings\.position_ids")
 
 
+# The task heads on top of the encoder: a checkpoint of another task (or of the bare encoder) lacks them, and they
+# start from random weights; every other tensor must be in the file.
+HEAD_PREFIXES = ("lm_head.", "classifier.", "qa_outputs.")
+
+
 def _rename(key: str, rules) -> str:
     for pattern, replacement in rules:
         new, n = re.subn(pattern, replacement, key)
@@ -193,7 +198,7 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
 
 def load_pretrained(cls, name_or_path, **config_overrides):
     """Build ``cls`` from a directory or Hub model with config.json + model.safetensors (or pytorch_model.bin)."""
-    from .config import RobertaConfig
+    from .config import RobertaConfig, read_config_file
 
     path = Path(name_or_path)
     if path.is_dir():
@@ -209,7 +214,7 @@ def load_pretrained(cls, name_or_path, **config_overrides):
         files = download(str(name_or_path), [CONFIG_FILE, SAFETENSORS_FILE],
                          "offline, build a model from a RobertaConfig or load a saved directory")
         config_path, weights = files[CONFIG_FILE], files[SAFETENSORS_FILE]
-    saved = json.loads(config_path.read_text())
+    saved = read_config_file(config_path)
     if "num_labels" in config_overrides and "id2label" not in config_overrides and \
             len(saved.get("id2label") or {}) != config_overrides["num_labels"]:
         saved.pop("id2label", None)  # a new head of another size: the saved names describe the old one
@@ -221,9 +226,20 @@ def load_pretrained(cls, name_or_path, **config_overrides):
         projection = {k: v for k, v in state.items() if k.startswith("classifier.out_proj.")}
         if any(v.shape[0] != config.num_labels for v in projection.values()):
             state = {k: v for k, v in state.items() if k not in projection}
-    model.load_report = load_state_dict_into(model, state)
-    if model.load_report.missing or model.load_report.unused:
-        logger.info("%s from %s: %s", cls.__name__, name_or_path, model.load_report)
+    report = model.load_report = load_state_dict_into(model, state)
+    encoder = [k for k in report.missing if not k.startswith(HEAD_PREFIXES)]
+    if encoder:
+        wanted = sum(1 for k in model.state_dict() if not k.startswith(HEAD_PREFIXES))
+        raise ValueError(f"{weights}: {len(encoder)} of the encoder's {wanted} tensors are not in the file "
+                         f"({_summarise(encoder)}), so they would stay random: is it a RoBERTa checkpoint? To start "
+                         f"from random weights, build {cls.__name__}(config) instead")
+    if report.missing and "num_labels" not in config_overrides:
+        # A head the checkpoint lacks (an encoder or MLM checkpoint loaded for classification) starts random, as in
+        # transformers; asking for num_labels says a new head is meant, and then no warning is due.
+        logger.warning("%s from %s: %s. Train the new head before using its outputs.", cls.__name__, name_or_path,
+                       report)
+    elif report.missing or report.unused:
+        logger.info("%s from %s: %s", cls.__name__, name_or_path, report)
     return model.eval()
 
 

@@ -120,8 +120,16 @@ class DataCollatorForMLM:
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, ids in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
+            row = torch.tensor(ids)
+            if row.is_floating_point() or row.is_complex() or row.dtype == torch.bool:
+                raise TypeError(f"example {i} holds {row.dtype} values: token ids must be integers")
+            input_ids[i, : len(ids)] = row
             attention_mask[i, : len(ids)] = 1
+        vocab_size = len(self.is_special)
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size:
+            bad = input_ids[(input_ids < 0) | (input_ids >= vocab_size)][0].item()
+            raise ValueError(f"id {bad} is outside the tokenizer's vocabulary (0 to {vocab_size - 1}): were these "
+                             "blocks made with another tokenizer? Pack them again with this one")
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if any(labels is not None for labels in label_rows):
             labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import check_device, non_negative_int, positive_float, positive_int, probability
 from .settings import SCALES, get_scale
 
 
@@ -36,20 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: RFS_SCALE); the options below override it")
     parser.add_argument("--corpus", default="python-docs", help="python-docs, wikitext-103, tinystories or a path")
     parser.add_argument("--preset", help="model preset: tiny, mini, small, base, large")
-    parser.add_argument("--hidden-size", type=int)
-    parser.add_argument("--layers", type=int, help="encoder layers (default: the preset's)")
-    parser.add_argument("--heads", type=int, help="attention heads per layer (default: the preset's)")
-    parser.add_argument("--vocab-size", type=int)
-    parser.add_argument("--seq-len", type=int, help="tokens per packed block, <s> included")
-    parser.add_argument("--batch-size", type=int, help="sequences per optimizer step (all processes together)")
-    parser.add_argument("--micro-batch-size", type=int, help="sequences per forward pass in each process "
+    parser.add_argument("--hidden-size", type=positive_int)
+    parser.add_argument("--layers", type=positive_int, help="encoder layers (default: the preset's)")
+    parser.add_argument("--heads", type=positive_int, help="attention heads per layer (default: the preset's)")
+    parser.add_argument("--vocab-size", type=positive_int)
+    parser.add_argument("--seq-len", type=positive_int, help="tokens per packed block, <s> included")
+    parser.add_argument("--batch-size", type=positive_int, help="sequences per optimizer step (all processes together)")
+    parser.add_argument("--micro-batch-size", type=positive_int, help="sequences per forward pass in each process "
                         "(accumulate the rest)")
-    parser.add_argument("--dropout", type=float, help="dropout of hidden states and attention (default 0.1)")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--warmup-steps", type=int)
-    parser.add_argument("--eval-every", type=int)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--dropout", type=probability, help="dropout of hidden states and attention (default 0.1)")
+    parser.add_argument("--lr", type=positive_float)
+    parser.add_argument("--steps", type=positive_int)
+    parser.add_argument("--warmup-steps", type=non_negative_int)
+    parser.add_argument("--eval-every", type=positive_int)
+    parser.add_argument("--checkpoint-every", type=non_negative_int, default=100)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--activation-checkpointing", action="store_true",
@@ -73,20 +74,10 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> Path:
     unless the run continues them (``--resume``) or replaces them (``--overwrite``)."""
     import shutil
 
+    from .cli import writable_dir
     from .training import latest_checkpoint
 
-    if not str(output_dir).strip():
-        raise SystemExit("--output-dir is empty: name a folder for the checkpoints and the final model")
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--output-dir {out} is a file: name a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise SystemExit(f"--output-dir {out} cannot be written ({error.strerror}): choose another folder") from None
+    out = writable_dir(output_dir)
     checkpoints = out / "checkpoints"
     if latest_checkpoint(checkpoints) is not None and not resume:
         if not overwrite:
@@ -94,6 +85,24 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> Path:
                              "deletes them and starts over, or choose another --output-dir")
         shutil.rmtree(checkpoints)
     return out
+
+
+def pick(value, default):
+    """An option's value, or the recipe's default when the option was not given."""
+    return default if value is None else value
+
+
+def training_config(args: argparse.Namespace, recipe):
+    """The run's TrainingConfig: the options given, the recipe's values for the rest."""
+    from .training import TrainingConfig
+
+    return TrainingConfig(
+        max_steps=pick(args.steps, recipe.steps), batch_size=pick(args.batch_size, recipe.batch_size),
+        micro_batch_size=args.micro_batch_size, lr=pick(args.lr, recipe.lr),
+        warmup_steps=pick(args.warmup_steps, recipe.warmup_steps), eval_every=pick(args.eval_every, recipe.eval_every),
+        checkpoint_every=args.checkpoint_every, checkpoint_dir=str(Path(args.output_dir) / "checkpoints"),
+        seed=args.seed, precision=args.precision, compile=args.compile, device=args.device,
+        progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp)
 
 
 def run(args: argparse.Namespace):
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace):
     from .model import RobertaForMaskedLM
     from .distributed import close_distributed, init_distributed, main_first
     from .tokenizer import course_tokenizer
-    from .training import Trainer, TrainingConfig, latest_checkpoint
+    from .training import Trainer, latest_checkpoint
 
     rank = init_distributed(args.device)  # under torchrun: join the other processes; else rank 0 of 1
     say = print if rank.is_main else (lambda *a, **k: None)
@@ -112,10 +121,13 @@ def run(args: argparse.Namespace):
         check_output_dir(args.output_dir, args.resume, args.overwrite)
 
     recipe = RECIPES[args.scale or get_scale().name]
-    pick = lambda value, default: default if value is None else value  # noqa: E731
     preset, hidden = pick(args.preset, recipe.preset), pick(args.hidden_size, recipe.hidden_size)
     vocab_size, seq_len = pick(args.vocab_size, recipe.vocab_size), pick(args.seq_len, recipe.seq_len)
     torch.manual_seed(args.seed)  # the same initial weights in every process
+    try:  # settings that fit no run: their own message, before any work
+        cfg = training_config(args, recipe)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     with main_first():  # rank 0 builds the caches, the others read them
         tokenizer = course_tokenizer(vocab_size, verbose=rank.is_main)
         corpus = load_corpus(args.corpus, verbose=rank.is_main)
@@ -128,23 +140,20 @@ def run(args: argparse.Namespace):
         width["num_attention_heads"] = args.heads
     if args.dropout is not None:
         width.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
-    config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size, max_position_embeddings=seq_len + 2,
-                                       **width)
-    cfg = TrainingConfig(max_steps=pick(args.steps, recipe.steps), batch_size=pick(args.batch_size, recipe.batch_size),
-                         micro_batch_size=args.micro_batch_size, lr=pick(args.lr, recipe.lr),
-                         warmup_steps=pick(args.warmup_steps, recipe.warmup_steps),
-                         eval_every=pick(args.eval_every, recipe.eval_every), checkpoint_every=args.checkpoint_every,
-                         checkpoint_dir=str(Path(args.output_dir) / "checkpoints"), seed=args.seed,
-                         precision=args.precision, compile=args.compile, device=args.device,
-                         progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing,
-                         fsdp=args.fsdp)
+    try:
+        config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size,
+                                           max_position_embeddings=seq_len + 2, **width)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     trainer = Trainer(RobertaForMaskedLM(config), train_blocks, DataCollatorForMLM(tokenizer), cfg, eval_blocks)
     if args.resume:
-        checkpoint = latest_checkpoint(cfg.checkpoint_dir)
-        if checkpoint is None:
+        if latest_checkpoint(cfg.checkpoint_dir) is None:
             say(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
-        else:
-            trainer.load_checkpoint(checkpoint, allow_more_steps=args.extend)
+        else:  # the newest intact checkpoint (a damaged newer one is skipped with a warning)
+            try:
+                checkpoint = trainer.load_checkpoint(cfg.checkpoint_dir, allow_more_steps=args.extend)
+            except ValueError as error:  # damaged checkpoints or changed settings: the message says what to do
+                raise SystemExit(f"cannot resume: {error}") from None
             say(f"resumed from {checkpoint} at step {trainer.step}")
     processes = (f"; {rank.world_size} process{'es' * (rank.world_size > 1)} ({'FSDP' if args.fsdp else 'DDP'})"
                  if rank.distributed else "")
@@ -215,7 +224,10 @@ def course_attention_model(scale: str | None = None, verbose: bool = True):
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_device(parser, args.device)
+    run(args)
 
 
 if __name__ == "__main__":

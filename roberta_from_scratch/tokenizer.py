@@ -76,9 +76,16 @@ def pretokenize(text: str) -> list[str]:
     return PRETOKENIZE.findall(text)
 
 
+_SURROGATE = regex.compile("[\ud800-\udfff]")
+
+
 def _check_text(text, name: str = "text") -> str:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, not {type(text).__name__}")
+    if not text.isascii() and (lone := _SURROGATE.search(text)):  # bytes decoded with errors="surrogateescape"
+        raise ValueError(f"{name} holds a lone surrogate {lone.group()!r} at position {lone.start()}: it is not a "
+                         "character and has no UTF-8 bytes to encode. Repair the text first, e.g. "
+                         "text.encode('utf-8', 'replace').decode('utf-8') (each becomes '?')")
     return text
 
 
@@ -246,6 +253,8 @@ class ByteLevelBPETokenizer:
             raise ValueError(f"padding={padding!r}: use True/'longest', 'max_length' or False")
         if return_tensors not in (None, "pt"):
             raise ValueError(f"return_tensors={return_tensors!r}: use 'pt' or None")
+        if not batch:
+            raise ValueError("empty batch: give at least one text (a str, or a list of str)")
         limit = self.model_max_length if max_length is None else max_length
         encoded = []
         for k, text in enumerate(batch):

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[tuple[str, float]
 
 @dataclass
 class History:
-    train: list[dict] = field(default_factory=list)  # step, loss, lr, tokens_per_s
+    train: list[dict] = field(default_factory=list)  # step, loss, lr (the rate of that step's update), tokens_per_s
     eval: list[dict] = field(default_factory=list)  # step, loss, perplexity, accuracy
 
 
@@ -254,6 +255,8 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.use_grad_scaler)
+        if cfg.checkpoint_dir and self.world.is_main:  # what an interrupted save of an earlier start left behind
+            remove_stale_temporaries(cfg.checkpoint_dir)
         self.step = 0
         self.skipped_steps = 0  # fp16 steps whose gradients overflowed (skipped by the scaler)
         self.history = History()
@@ -351,6 +354,7 @@ class Trainer:
             self.history.eval.append({"step": 0, **evaluate(self.model, self.eval_batches, self.device,
                                                              self.precision)})
         while self.step < stop:
+            lr = self.scheduler.get_last_lr()[0]  # the rate this step's update uses (the schedule moves on after it)
             try:
                 loss = self.train_step()
             except torch.OutOfMemoryError:
@@ -362,7 +366,6 @@ class Trainer:
             window_tokens += self.last_tokens
             elapsed = time.perf_counter() - window_start
             rate = window_tokens / elapsed if elapsed > 0 else 0.0
-            lr = self.scheduler.get_last_lr()[0]
             record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate}
             postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"}
             if self.peak:
@@ -406,6 +409,7 @@ class Trainer:
         optim_state = optimizer_state(self.model, self.optimizer)
         if self.world.is_main:
             root.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(root)
             tmp = root / f".tmp-step-{self.step:07d}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             self.model.save_pretrained(tmp, state_dict=model_state)
@@ -439,22 +443,38 @@ class Trainer:
     RESUME_SETTINGS = ("seed", "batch_size", "lr", "warmup_steps", "weight_decay", "betas", "eps", "max_grad_norm",
                        "max_steps")
 
-    def load_checkpoint(self, path: str | os.PathLike, allow_more_steps: bool = False) -> None:
-        """Continue from a checkpoint folder (or the latest ``step-*`` folder inside ``path``), written by any number
-        of processes. In one process the random state is restored exactly; with several, each rank's dropout
-        stream is seeded from (seed, step, rank)."""
-        from .hub import load_state_dict_into, read_state_dict
+    def load_checkpoint(self, path: str | os.PathLike, allow_more_steps: bool = False) -> Path:
+        """Continue from a checkpoint folder, or from the newest intact ``step-*`` folder inside ``path`` (a damaged
+        newer one is skipped with a warning that names its damaged file), written by any number of processes.
+        Returns the folder loaded. In one process the random state is restored exactly; with several, each rank's
+        dropout stream is seeded from (seed, step, rank)."""
+        path = Path(path)
+        candidates = checkpoints(path)[::-1] or [path]  # newest first; a step folder itself when given one
+        problems = []
+        for candidate in candidates:
+            try:
+                saved, weights, state = read_checkpoint(candidate)
+            except (OSError, ValueError) as exc:
+                problems.append(str(exc))
+                if candidate is not candidates[-1]:
+                    warnings.warn(f"checkpoint {candidate.name} is damaged ({exc}); falling back to the one before it",
+                                  stacklevel=2)
+                continue
+            self._restore(candidate, saved, weights, state, allow_more_steps)
+            return candidate
+        if len(candidates) == 1:
+            raise ValueError(problems[0])
+        raise ValueError(f"no intact checkpoint in {path}:\n  " + "\n  ".join(problems))
 
-        path = latest_checkpoint(path) or Path(path)
-        if not (path / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{path}: no {STATE_FILE}; give a folder written by save_checkpoint")
-        saved = RobertaConfig.load(path).to_dict()
+    def _restore(self, path: Path, saved: dict, weights: dict, state: dict, allow_more_steps: bool) -> None:
+        from .hub import load_state_dict_into
+
+        saved = RobertaConfig.from_dict(saved).to_dict()
         ours = self.model.config.to_dict()
         differences = [f"{k}: checkpoint {saved.get(k)!r}, this run {ours.get(k)!r}" for k in sorted(set(saved) | set(ours))
                        if saved.get(k) != ours.get(k) and k not in ("id2label", "label2id", "architectures")]
         if differences:
             raise ValueError(f"{path} was trained with another model config: " + "; ".join(differences))
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         trained = json.loads(state.get("training_config", "{}"))
         ours = json.loads(json.dumps(asdict(self.cfg)))  # tuples as lists, as they were saved
         changed = [k for k in self.RESUME_SETTINGS if k in trained and trained[k] != ours[k]]
@@ -466,7 +486,7 @@ class Trainer:
                              "data order or the updates. Resume with the checkpoint's settings, start a new run in "
                              "another folder" + (", or allow more steps explicitly (--extend)"
                                                  if "max_steps" in changed else ""))
-        load_state_dict_into(self.model, read_state_dict(path / "model.safetensors"))
+        load_state_dict_into(self.model, weights)
         load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -481,10 +501,62 @@ class Trainer:
         self.history = History(train=history["train"], eval=history["eval"])
 
 
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The highest complete ``step-*`` folder under ``root`` (temporary folders of a crashed save are ignored)."""
+def checkpoints(root: str | os.PathLike) -> list[Path]:
+    """The complete ``step-*`` folders under ``root``, oldest first (temporary folders of a crashed save are
+    ignored)."""
     root = Path(root)
     if not root.is_dir():
-        return None
-    done = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
+        return []
+    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The highest complete ``step-*`` folder under ``root``, or None."""
+    done = checkpoints(root)
     return done[-1] if done else None
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
+    """(config dictionary, weights, training state) of a checkpoint folder; a ValueError naming the damaged or
+    missing file when one of them cannot be read."""
+    from .config import read_config_file
+    from .hub import read_state_dict
+
+    for name in ("config.json", "model.safetensors", STATE_FILE):
+        if not (path / name).is_file():
+            raise ValueError(f"{path / name} is missing; give a folder written by save_checkpoint")
+    config = read_config_file(path / "config.json")
+    weights = read_state_dict(path / "model.safetensors")
+    try:
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        missing = [k for k in ("step", "optimizer", "scheduler", "scaler", "cpu_rng", "history") if k not in state]
+    except Exception as exc:  # truncated (OSError, RuntimeError, EOFError) or not a training state at all
+        raise ValueError(f"{path / STATE_FILE}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated "
+                         "or damaged") from None
+    if missing:
+        raise ValueError(f"{path / STATE_FILE}: not a training state (lacks {', '.join(missing)})")
+    return config, weights, state
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporary folders that interrupted saves left in ``root`` (``.tmp-step-*-PID`` and
+    ``.old-step-*-PID`` of processes no longer running); returns what was removed."""
+    removed = []
+    for tmp in Path(root).glob(".*-step-*-*"):
+        if not tmp.name.startswith((".tmp-", ".old-")) or not tmp.is_dir():
+            continue
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -10,6 +10,7 @@ the previous, the next and the same token, how spread out it is (entropy) and ho
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -106,13 +107,30 @@ def _check_layers(include_layers, layers: int) -> list[int] | None:
 # ----------------------------------------------------------------------------------------------- bertviz
 
 
+# bertviz writes every weight of the layers it shows into the page as text, about 20 bytes each: beyond this many
+# bytes notebooks and browsers slow down (600 tokens x 12 layers x 12 heads is over 60 MB).
+HTML_WARN_BYTES = 20_000_000
+BYTES_PER_WEIGHT = 20
+
+
 def _bertviz(view, attentions, tokens, sentence_b_start, include_layers, html_action):
     """Check our inputs, then hand them to one of bertviz's views (tokens already readable: no prettifying)."""
-    layers, _, seq = check_attention(attentions, tokens)
+    layers, heads, seq = check_attention(attentions, tokens)
     if sentence_b_start is not None and not 0 < sentence_b_start < seq:
         raise ValueError(f"sentence_b_start={sentence_b_start} must fall inside the sequence (1 to {seq - 1})")
-    return view(list(attentions), list(tokens), sentence_b_start=sentence_b_start, prettify_tokens=False,
-                include_layers=_check_layers(include_layers, layers), html_action=html_action)
+    shown = _check_layers(include_layers, layers)
+    size = len(shown or range(layers)) * heads * seq * seq * BYTES_PER_WEIGHT
+    if size > HTML_WARN_BYTES:
+        warnings.warn(f"this view of {seq} tokens writes about {size / 1e6:.0f} MB of HTML, which slows the notebook "
+                      "and the browser: show fewer layers (include_layers=[...]) or a shorter input "
+                      "(truncate the text)", stacklevel=3)
+    return view([a.detach().float().cpu() for a in attentions], list(tokens), sentence_b_start=sentence_b_start,
+                prettify_tokens=False, include_layers=shown, html_action=html_action)
+
+
+def _image(weights: torch.Tensor):
+    """One head's map as an array for matplotlib, whatever the tensor's device, dtype and autograd state."""
+    return weights.detach().float().cpu().numpy()
 
 
 def head_view(attentions, tokens: Sequence[str], sentence_b_start: int | None = None,
@@ -145,7 +163,7 @@ def plot_attention_grid(attentions, tokens: Sequence[str] | None = None, include
     for r, layer in enumerate(rows):
         for h in range(heads):
             ax = axes[r][h]
-            ax.imshow(attentions[layer][0, h].numpy(), cmap="viridis", vmin=0, vmax=1)
+            ax.imshow(_image(attentions[layer][0, h]), cmap="viridis", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -155,6 +173,9 @@ def plot_attention_grid(attentions, tokens: Sequence[str] | None = None, include
     fig.suptitle(title or f"attention maps ({seq} tokens; rows: queries, columns: keys)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+MAX_TICK_LABELS = 64  # tick labels per axis of plot_head; more would overlap into a black bar
 
 
 def plot_head(attentions, tokens: Sequence[str], layer: int, head: int, ax=None, title: str | None = None):
@@ -167,11 +188,16 @@ def plot_head(attentions, tokens: Sequence[str], layer: int, head: int, ax=None,
     if ax is None:
         size = min(9.0, 1.5 + 0.28 * seq)
         _, ax = plt.subplots(figsize=(size + 1.0, size))
-    image = ax.imshow(attentions[layer][0, head].numpy(), cmap="viridis", vmin=0)
+    image = ax.imshow(_image(attentions[layer][0, head]), cmap="viridis", vmin=0)
     labels = [repr(t)[1:-1] if t.strip() != t else t for t in tokens]
-    ax.set_xticks(range(seq), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(seq), labels, fontsize=8)
-    ax.set_xlabel("key (attended to)")
+    every = -(-seq // MAX_TICK_LABELS)  # beyond MAX_TICK_LABELS tokens, label every k-th position only
+    ticks = range(0, seq, every)
+    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize=8)
+    ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=8)
+    if every > 1:
+        ax.set_xlabel(f"key (attended to; one label every {every} tokens)")
+    if every == 1:
+        ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title or f"layer {layer}, head {head}")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")

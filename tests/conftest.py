@@ -16,12 +16,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def python_docs(tmp_path_factory):
-    """The python-docs corpus and labelled set, built once from scratch into a fresh data directory."""
+def python_docs_dir(tmp_path_factory):
+    """A fresh data directory, into which ``python_docs`` builds (and caches) the corpus."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def python_docs(python_docs_dir):
+    """The python-docs corpus and labelled set, built once from scratch into a fresh data directory (the first
+    call builds and writes the cache and returns what it built)."""
     from roberta_from_scratch import data
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(data.DATA_DIR_ENV, str(tmp_path_factory.mktemp("data")))
+        mp.setenv(data.DATA_DIR_ENV, str(python_docs_dir))
         corpus = data.load_corpus(verbose=False)
         topics = data.load_classification(verbose=False)
     return corpus, topics

@@ -213,10 +213,10 @@ def automatic_exercises(nb):
 def test_student_version_and_package_shortcuts_score_zero(path, tmp_path):
     """Catches: a test that cannot fail (the committed student version, unmodified, must score 0 on every exercise
     with tests), and an exercise that one call to the package (or to PyTorch's built-in) solves: the student
-    version with those solution cells replaced by package-calling shortcuts also scores 0 on them. The same
-    submission, graded against tests whose `implement_yourself` blocks do nothing, scores full marks on those
-    exercises: the shortcuts work, so the zero comes from the rule and not from a broken shortcut. (One submission
-    serves both checks, so each notebook is graded twice here, not three times.)"""
+    version with those solution cells replaced by package-calling shortcuts also scores 0 on them, and the message
+    says that the tests passed with the shortcut: the shortcuts work, so the zero comes from the rule and not from
+    a broken shortcut. (implement_yourself lets a recorded call run and fails the test when its block ends, so one
+    grading shows both.)"""
     shortcuts, exempt = shortcut_spec(path)
     source = nbformat.read(path, as_version=4)
     assert sorted(automatic_exercises(source)) == sorted([*shortcuts, *exempt]), "every exercise needs an entry"
@@ -237,16 +237,8 @@ def test_student_version_and_package_shortcuts_score_zero(path, tmp_path):
         assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
         expected = "ImplementYourself" if exercise.grade_id in shortcuts else "NotImplementedError"
         assert expected in exercise.message, exercise
-
-    relaxed = nbformat.read(path, as_version=4)
-    for cell in relaxed.cells:
-        if meta(cell).get("grade") and cell.cell_type == "code" and "implement_yourself(" in cell.source:
-            cell.source = ("_allow = lambda *targets: __import__('contextlib').nullcontext()\n"
-                           + re.sub(r"\bimplement_yourself\(", "_allow(", cell.source))
-    nbformat.write(relaxed, tmp_path / "relaxed.ipynb")
-    lenient = {e.grade_id: e for e in grade.grade(tmp_path / path.name, tmp_path / "relaxed.ipynb").exercises}
-    for grade_id in shortcuts:
-        assert lenient[grade_id].score == lenient[grade_id].points > 0, lenient[grade_id]
+        if exercise.grade_id in shortcuts:
+            assert exercise.message.startswith("ImplementYourself: the tests passed, but with a call of"), exercise
 
 
 def test_student_version_depends_only_on_the_sources(tmp_path):

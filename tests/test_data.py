@@ -44,14 +44,20 @@ def test_split_is_a_stable_function_of_the_text(python_docs):
     assert data.stable_hash("a  b\nc") == data.stable_hash("a b c") != data.stable_hash("a b c", "other")
 
 
-def test_rebuild_gives_the_same_corpus_as_the_cache(python_docs, tmp_path, monkeypatch):
-    corpus, topics = python_docs
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
-    fresh, fresh_topics = data.build_python_docs()
-    for split in corpus:
-        assert list(fresh[split]["text"]) == list(corpus[split]["text"])
-    for split in topics:
-        assert list(fresh_topics[split]["label"]) == list(topics[split]["label"])
+def test_the_cache_reads_back_what_was_built(python_docs, python_docs_dir, monkeypatch):
+    """Catches: a cache whose read-back differs from the build it stored (rows lost or reordered, a column or the
+    label names dropped): the fixture's corpus is the build; here the same data directory is read again, from the
+    cache on disk. (It replaces a test that compared one build with another and never read the cache.)"""
+    built_corpus, built_topics = python_docs
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(python_docs_dir))
+    cached_corpus, cached_topics = load_corpus(verbose=False), data.load_classification(verbose=False)
+    for built, cached in ((built_corpus, cached_corpus), (built_topics, cached_topics)):
+        assert set(cached) == set(built)
+        for split in built:
+            files = [f["filename"] for f in cached[split].cache_files]
+            assert files and all(f.startswith(str(python_docs_dir)) for f in files), files  # read from disk
+            assert cached[split].features == built[split].features
+            assert cached[split].to_dict() == built[split].to_dict()
 
 
 def test_cache_is_written_whole_under_the_data_dir(tmp_path, monkeypatch):
@@ -219,9 +225,9 @@ def test_jsonl_and_parquet_files_with_given_splits(tmp_path):
     assert list(corpus["train"]["text"]) == [f"train {i}" for i in range(5)]
     assert list(corpus["validation"]["text"]) == ["valid 0"]
     parquet = tmp_path / "c.parquet"
-    datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(30)]}).to_parquet(str(parquet))
+    datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(200)]}).to_parquet(str(parquet))
     corpus = load_corpus(str(parquet), verbose=False)
-    assert len(corpus["train"]) + len(corpus["validation"]) == 30
+    assert len(corpus["train"]) + len(corpus["validation"]) == 200 and len(corpus["validation"]) > 0
 
 
 def test_bad_local_files_get_clear_errors(tmp_path):
@@ -233,3 +239,24 @@ def test_bad_local_files_get_clear_errors(tmp_path):
     (tmp_path / "rows.jsonl").write_text(json.dumps({"body": "no text column"}) + "\n")
     with pytest.raises(ValueError, match="no 'text' column \\(columns: body\\)"):
         load_corpus(tmp_path / "rows.jsonl")
+
+
+def test_local_text_that_cannot_make_a_corpus_is_refused_with_the_fix(tmp_path):
+    """Catches: a short single file whose validation split comes out empty, which crashed pretraining later with
+    "Column 'input_ids' doesn't exist"; a file of blank lines; and a Latin-1 file, which failed deep inside the
+    datasets builder with DatasetGenerationError instead of naming the file, the byte and the fix."""
+    short = tmp_path / "short.txt"
+    short.write_text("One short document.\n\nAnd another one.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"short.txt: 2 document\(s\) are too few for a validation split.*"
+                                         r"'validation'"):
+        load_corpus(short, verbose=False)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n\n")
+    with pytest.raises(ValueError, match="blank.txt: the train split has no documents"):
+        load_corpus(blank, verbose=False)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Caf\u00e9 au lait.\n\nUn autre.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt: not UTF-8 text \(byte 0xe9 at offset 3\).*iconv"):
+        load_corpus(latin, verbose=False)
+    given = load_corpus({"train": short, "validation": short}, verbose=False)  # splits named: no hash split
+    assert len(given["train"]) == len(given["validation"]) == 2

@@ -1,5 +1,6 @@
-"""implement_yourself: while a graded test runs, the package's (or PyTorch's) implementation of the piece an
-exercise asks for raises, by whatever name the student reached it, and everything is put back afterwards."""
+"""implement_yourself: while a graded test runs, a call of the package's (or PyTorch's) implementation of the piece
+an exercise asks for is recorded, by whatever name the student reached it, and fails the test when it ends (saying
+whether the tests passed with it); everything is put back afterwards."""
 
 import pytest
 import torch
@@ -19,15 +20,30 @@ def test_a_function_is_refused_by_every_name_and_restored():
 
     elsewhere.borrowed = bytes_to_unicode
     try:
-        with implement_yourself(TABLE):
-            with pytest.raises(ImplementYourself, match="implement it yourself"):
-                tokenizer_module.bytes_to_unicode()
-            with pytest.raises(ImplementYourself):
-                elsewhere.borrowed()
+        for call in (lambda: tokenizer_module.bytes_to_unicode(), lambda: elsewhere.borrowed()):
+            with pytest.raises(ImplementYourself, match=rf"the tests passed, but with a call of {TABLE}, which this "
+                                                        "exercise asks you to write: implement it yourself"):
+                with implement_yourself(TABLE):
+                    assert len(call()) == 256  # the original still runs: the test goes on to its end
         assert tokenizer_module.bytes_to_unicode is bytes_to_unicode is elsewhere.borrowed
         assert len(bytes_to_unicode()) == 256
+        with implement_yourself(TABLE):
+            pass  # no call: nothing is raised
     finally:
         del elsewhere.borrowed
+
+
+def test_a_failing_test_after_a_forbidden_call_says_both():
+    """Catches: a shortcut that also fails the tests reported as a plain AssertionError (the rule must still be
+    named), and an AssertionError without any forbidden call turned into ImplementYourself."""
+    with pytest.raises(ImplementYourself, match=rf"the tests failed \(AssertionError: wrong\), and they called {TABLE}") as info:
+        with implement_yourself(TABLE):
+            tokenizer_module.bytes_to_unicode()
+            raise AssertionError("wrong")
+    assert isinstance(info.value.__cause__, AssertionError)
+    with pytest.raises(AssertionError, match="wrong"):
+        with implement_yourself(TABLE):
+            raise AssertionError("wrong")
 
 
 def test_names_in_main_are_refused(monkeypatch):
@@ -38,8 +54,8 @@ def test_names_in_main_are_refused(monkeypatch):
     main = types.ModuleType("__main__")
     main.shortcut = bytes_to_unicode
     monkeypatch.setitem(sys.modules, "__main__", main)
-    with implement_yourself(TABLE):
-        with pytest.raises(ImplementYourself):
+    with pytest.raises(ImplementYourself):
+        with implement_yourself(TABLE):
             main.shortcut()
     assert main.shortcut is bytes_to_unicode
 
@@ -48,20 +64,50 @@ def test_methods_and_torch_functions_are_refused_and_restored():
     """Catches: a solution that calls the package's class method or PyTorch's fused kernel."""
     layer = MultiHeadSelfAttention(8, 2)
     x = torch.randn(1, 3, 8)
-    with implement_yourself("roberta_from_scratch.attention.MultiHeadSelfAttention.split_heads",
-                            "torch.nn.functional.scaled_dot_product_attention"):
-        with pytest.raises(ImplementYourself):
-            layer.split_heads(x)
-        with pytest.raises(ImplementYourself):
-            F.scaled_dot_product_attention(x, x, x)
+    targets = ("roberta_from_scratch.attention.MultiHeadSelfAttention.split_heads",
+               "torch.nn.functional.scaled_dot_product_attention")
+    for call, target in [(lambda: layer.split_heads(x), targets[0]),
+                         (lambda: F.scaled_dot_product_attention(x, x, x), targets[1])]:
+        with pytest.raises(ImplementYourself, match=target):
+            with implement_yourself(*targets):
+                call()
     assert layer.split_heads(x).shape == (1, 2, 3, 4) and F.scaled_dot_product_attention(x, x, x).shape == x.shape
 
 
-def test_inherited_method_is_restored_to_the_parent():
-    """Catches: the restore step leaving a copy of the parent's method on the subclass (or the refusal itself)."""
-    had = "zero_grad" in vars(torch.optim.AdamW)
-    with implement_yourself("torch.optim.AdamW.zero_grad"):
+def test_class_and_static_methods_keep_their_kind():
+    """Catches: a stand-in that turns a classmethod or staticmethod into an instance method, so that the original
+    gets the wrong first argument when called through an instance."""
+    class Tool:
+        @staticmethod
+        def double(x):
+            return 2 * x
+
+        @classmethod
+        def name(cls):
+            return cls.__name__
+
+    import sys
+
+    module = sys.modules[__name__]
+    module.Tool = Tool
+    try:
+        for call in (lambda: Tool().double(3), lambda: Tool.double(3)):
+            with pytest.raises(ImplementYourself):
+                with implement_yourself(f"{__name__}.Tool.double"):
+                    assert call() == 6
         with pytest.raises(ImplementYourself):
+            with implement_yourself(f"{__name__}.Tool.name"):
+                assert Tool().name() == "Tool" and Tool.name() == "Tool"
+        assert isinstance(vars(Tool)["double"], staticmethod) and isinstance(vars(Tool)["name"], classmethod)
+    finally:
+        del module.Tool
+
+
+def test_inherited_method_is_restored_to_the_parent():
+    """Catches: the restore step leaving a copy of the parent's method on the subclass (or the stand-in itself)."""
+    had = "zero_grad" in vars(torch.optim.AdamW)
+    with pytest.raises(ImplementYourself):
+        with implement_yourself("torch.optim.AdamW.zero_grad"):
             torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).zero_grad()
     assert ("zero_grad" in vars(torch.optim.AdamW)) == had
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).zero_grad()

@@ -96,6 +96,15 @@ def test_collator_bad_input(tokenizer):
         DataCollatorForMLM(tokenizer, mask_replace_prob=0.8, random_replace_prob=0.3)
     with pytest.raises(ValueError, match="empty batch"):
         DataCollatorForMLM(tokenizer)([])
+    # Catches: ids beyond the vocabulary failing with an IndexError from inside the masking, negative ids passing
+    # silently into the model, and float "ids" truncated to integers without a word.
+    with pytest.raises(ValueError, match=rf"id {len(tokenizer) + 5} is outside the tokenizer's vocabulary "
+                                         rf"\(0 to {len(tokenizer) - 1}\).*another tokenizer"):
+        DataCollatorForMLM(tokenizer)([[0, 5, 2], [0, len(tokenizer) + 5, 2]])
+    with pytest.raises(ValueError, match="id -3 is outside"):
+        DataCollatorForMLM(tokenizer)([[0, -3, 2]])
+    with pytest.raises(TypeError, match="example 0 holds torch.float32 values: token ids must be integers"):
+        DataCollatorForMLM(tokenizer)([[0, 2.5, 2]])
 
     class NoMask:
         mask_token_id = None

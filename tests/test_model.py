@@ -180,6 +180,38 @@ def test_checkpoints_with_a_pooler_or_another_head_load_with_a_report(tmp_path):
     assert classifier.config.num_labels == 4
 
 
+def test_missing_encoder_weights_fail_and_a_missing_head_is_announced(tmp_path, caplog):
+    """Catches: from_pretrained on a file whose tensors match none (or only some) of the encoder's names returning a
+    randomly initialised model without a word, and a head that starts random without the warning transformers
+    gives (while a head asked for with num_labels is meant to be new: no warning)."""
+    from safetensors.torch import save_file
+
+    config = RobertaConfig(**CONFIGS["odd"])
+    RobertaForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    weights = tmp_path / "mlm" / "model.safetensors"
+    save_file({"unrelated.weight": torch.zeros(3)}, str(weights))
+    with pytest.raises(ValueError, match=r"(?s)model.safetensors: (\d+) of the encoder's \1 tensors are not in the "
+                                         r"file.*build RobertaForMaskedLM\(config\) instead"):
+        RobertaForMaskedLM.from_pretrained(tmp_path / "mlm")
+    RobertaForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    from safetensors.torch import load_file
+
+    partial = {k: v for k, v in load_file(str(weights)).items() if ".layer.1." not in k}  # one layer lost
+    save_file(partial, str(weights))
+    with pytest.raises(ValueError, match=r"16 of the encoder's \d+ tensors"):  # a layer's 16
+        RobertaForMaskedLM.from_pretrained(tmp_path / "mlm")
+    RobertaForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    with caplog.at_level("WARNING", logger="roberta_from_scratch"):
+        caplog.clear()
+        RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm")
+        assert "newly initialised" in caplog.text and "classifier" in caplog.text and "Train the new head" in caplog.text
+        caplog.clear()
+        RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", num_labels=3)
+        assert caplog.text == ""
+        RobertaForMaskedLM.from_pretrained(tmp_path / "mlm")
+        assert caplog.text == ""
+
+
 def test_config_json_both_ways(tmp_path):
     ours = RobertaConfig.from_preset("tiny", vocab_size=8000, id2label={0: "neg", 1: "pos"})
     ours.save(tmp_path)

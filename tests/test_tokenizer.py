@@ -242,6 +242,19 @@ def test_bad_input_gets_clear_errors(trained, tmp_path):
         ByteLevelBPETokenizer.from_pretrained(tmp_path / "nowhere" / "at" / "all")
 
 
+def test_a_lone_surrogate_and_an_empty_batch_get_clear_errors(trained):
+    """Catches: a lone surrogate (text decoded with errors="surrogateescape") failing with UnicodeEncodeError from
+    inside the byte encoder, and an empty batch failing with "max() arg is an empty sequence"."""
+    ours = trained[0]
+    with pytest.raises(ValueError, match=r"text holds a lone surrogate '\\udcff' at position 3.*'replace'"):
+        ours.encode("abc\udcffdef")
+    with pytest.raises(ValueError, match=r"texts\[1\] holds a lone surrogate '\\ud800' at position 0"):
+        ours(["fine", "\ud800"])
+    with pytest.raises(ValueError, match="empty batch: give at least one text"):
+        ours([])
+    assert ours.decode(ours.encode_ordinary("caf\u00e9 \U0001f600")) == "caf\u00e9 \U0001f600"  # real non-ASCII still encodes
+
+
 def test_hub_id_offline_fails_in_one_line():
     with pytest.raises(OfflineError) as info:
         ByteLevelBPETokenizer.from_pretrained("FacebookAI/roberta-base")

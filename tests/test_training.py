@@ -1,6 +1,7 @@
 """The pretraining loop: optimizer groups, schedule, accumulation, exact resume, crash safety, faults."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,16 @@ def test_linear_warmup_then_linear_decay():
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0) and values[10] == pytest.approx(1.0)
     assert values[55] == pytest.approx(0.5) and values[100] == 0.0
     assert all(a <= b for a, b in zip(values[:10], values[1:10]))
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_used(setup):
+    """Catches: history recording the schedule's rate after it moved on (the next step's), so that step 1 showed
+    2/warmup of the peak instead of 1/warmup, and the last step showed 0; the loop of notebook 06 as well."""
+    trainer = trainer_for(setup, max_steps=6, warmup_steps=2, lr=1e-3)
+    trainer.train()
+    expected = [1e-3 * linear_schedule(s, 2, 6) for s in range(6)]
+    assert [r["lr"] for r in trainer.history.train] == pytest.approx(expected)
+    assert trainer.history.train[-1]["lr"] > 0
 
 
 def gradients_of_one_step(setup, **cfg):
@@ -138,16 +149,74 @@ def test_data_order_is_a_function_of_the_step(setup):
     assert a(a.steps_per_epoch) != a(0)  # and the next epoch is shuffled anew
 
 
-def test_checkpoints_are_whole_or_absent(setup, tmp_path):
-    trainer = trainer_for(setup, tmp_path, checkpoint_every=2, keep_checkpoints=2)
-    trainer.train()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["step-0000004", "step-0000006"]
-    (tmp_path / ".tmp-step-0000008-1").mkdir()  # a save that crashed half-way
+def test_checkpoints_are_whole_or_absent(setup, tmp_path, monkeypatch):
+    """Catches: a save interrupted after its files are written but before the rename that makes it the checkpoint
+    (a crash, a full disk) that leaves a half checkpoint under a step name, damages the earlier ones, or leaves its
+    temporary folder for ever (the next start must remove what a dead process left behind)."""
+    import roberta_from_scratch.training as training
+
+    trainer = trainer_for(setup, tmp_path, checkpoint_every=2, keep_checkpoints=2, max_steps=8)
+    trainer.train(until=6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000004", "step-0000006"]
+    before = {p.name: (p / "model.safetensors").read_bytes() for p in tmp_path.iterdir()}
+
+    def crash(directory):
+        raise KeyboardInterrupt("the power went out")
+
+    monkeypatch.setattr(training, "fsync_tree", crash)  # every file of step 8 written, the rename not yet done
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.undo()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [f".tmp-step-0000008-{os.getpid()}", "step-0000004", "step-0000006"], left
     assert latest_checkpoint(tmp_path).name == "step-0000006"
-    assert (tmp_path / "step-0000006" / "model.safetensors").is_file()
+    assert {p.name: (p / "model.safetensors").read_bytes() for p in tmp_path.glob("step-*")} == before
     loaded = RobertaForMaskedLM.from_pretrained(tmp_path / "step-0000006")  # a checkpoint is a model directory
-    assert torch.equal(loaded.lm_head.bias, trainer.model.lm_head.bias)
+    assert loaded.lm_head.bias.shape == trainer.model.lm_head.bias.shape
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".tmp-step-0000008-{int(dead.stdout)}"  # as if another process had crashed while saving
+    os.rename(tmp_path / f".tmp-step-0000008-{os.getpid()}", stale)
+    trainer_for(setup, tmp_path, checkpoint_every=2)  # the next start cleans up
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000004", "step-0000006"]
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(setup, tmp_path):
+    """Catches: a truncated training state that fails with OSError from inside torch, garbage in config.json that
+    fails with a bare JSONDecodeError, and no fallback: the newest intact checkpoint must be used, with a warning
+    naming the damaged file, and the resumed run must still end with the uninterrupted run's weights."""
+    straight = trainer_for(setup, max_steps=8)
+    straight.train()
+    run = trainer_for(setup, tmp_path, checkpoint_every=2, keep_checkpoints=4, max_steps=8)
+    run.train(until=8)
+    state = tmp_path / "step-0000008" / STATE_FILE
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # truncated
+    weights = tmp_path / "step-0000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    (tmp_path / "step-0000004" / "config.json").write_text('{"hidden_size": 32,')  # cut short
+
+    with pytest.raises(ValueError, match=f"{STATE_FILE}: cannot be read.*truncated"):
+        trainer_for(setup).load_checkpoint(tmp_path / "step-0000008")  # one folder named: no fallback, the reason
+    resumed = trainer_for(setup, tmp_path, seed=7, checkpoint_every=2, keep_checkpoints=4, max_steps=8)
+    with pytest.warns(UserWarning) as caught:
+        loaded = resumed.load_checkpoint(tmp_path)
+    assert loaded.name == "step-0000002" and resumed.step == 2
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 3, messages
+    assert STATE_FILE in messages[0] and "truncated" in messages[0]
+    assert "model.safetensors" in messages[1] and "config.json" in messages[2] and "not valid JSON" in messages[2]
+    resumed.train()  # (its saves replace the damaged checkpoints)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    (tmp_path / "step-0000004" / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json: holds a JSON list, not an object"):
+        trainer_for(setup).load_checkpoint(tmp_path / "step-0000004")
+    for folder in tmp_path.glob("step-*"):
+        (folder / "config.json").write_text("garbage")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no intact checkpoint in"):
+        trainer_for(setup).load_checkpoint(tmp_path)
 
 
 def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
@@ -316,3 +385,40 @@ def test_the_output_folder_is_checked_before_any_training(tmp_path):
     assert old.exists()
     check_output_dir(str(tmp_path / "run"), resume=False, overwrite=True)
     assert not old.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-every", "0"], "--eval-every: 0 must be at least 1"),
+    (["--lr", "0"], "--lr: 0 must be positive"),
+    (["--warmup-steps", "-5"], "--warmup-steps: -5 must be at least 0"),
+    (["--micro-batch-size", "0"], "--micro-batch-size: 0 must be at least 1"),
+    (["--batch-size", "ten"], "--batch-size: 'ten' is not a number"),
+    (["--dropout", "1.5"], r"--dropout: 1.5 must be in \[0, 1\)"),
+    (["--device", "cuda"], "--device cuda: .*CUDA is not available"),
+])
+def test_the_pretrain_command_refuses_impossible_options_before_any_work(argv, message, capsys, tmp_path):
+    """Catches: --eval-every 0 failing with ZeroDivisionError inside the loop, --device cuda without CUDA failing
+    with an AssertionError from inside torch, and values (--lr 0, --warmup-steps -5) accepted without a check;
+    each must end at once, before a tokenizer or corpus is built, with an error that names the option."""
+    from roberta_from_scratch import pretrain
+
+    if argv[0] == "--device" and torch.cuda.is_available():
+        return  # (CI has no GPU; on a machine with one, --device cuda is right)
+    with pytest.raises(SystemExit) as stop:
+        pretrain.main(["--scale", "smoke", "--output-dir", str(tmp_path / "out"), *argv])
+    assert stop.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_path, monkeypatch):
+    """Catches: a batch that micro-batches cannot divide failing only after the tokenizer and corpus were built."""
+    from roberta_from_scratch import pretrain
+
+    def never(*args, **kwargs):
+        raise AssertionError("the corpus was loaded before the settings were checked")
+
+    monkeypatch.setattr("roberta_from_scratch.load_corpus", never)
+    with pytest.raises(SystemExit, match="batch_size=10 is not a multiple of micro_batch_size=4"):
+        pretrain.main(["--scale", "smoke", "--batch-size", "10", "--micro-batch-size", "4", "--output-dir",
+                       str(tmp_path / "out")])

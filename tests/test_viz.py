@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -37,6 +38,13 @@ def view_params(html: str) -> dict:
 
 
 def test_inputs_for_a_pair(model, tokenizer):
+    """Catches: a pair laid out other than RoBERTa's <s> A </s></s> B </s>, a wrong sentence-B start, and attention
+    weights that are not the model's: they must equal transformers' eager attention on the same weights (made
+    large, so that small differences show) and the same ids."""
+    import transformers
+
+    from roberta_from_scratch.hub import to_hf_state_dict
+
     a, b = "Return the sum of the values.", "It raises an error."
     inp = viz.attention_inputs(model, tokenizer, a, b)
     ids = tokenizer.encode(a, b)
@@ -46,12 +54,21 @@ def test_inputs_for_a_pair(model, tokenizer):
     assert inp.tokens[start - 1] == inp.tokens[start] == "</s>"
     assert "".join(inp.tokens[1:start - 1]) == a and "".join(inp.tokens[start + 1:-1]) == b
     assert len(inp.attentions) == 3
-    direct = model(torch.tensor([ids]), output_attentions=True).attentions
-    for ours, reference in zip(inp.attentions, direct):
-        assert ours.shape == (1, 4, len(ids), len(ids))
-        torch.testing.assert_close(ours, reference)
-        torch.testing.assert_close(ours.sum(-1), torch.ones(1, 4, len(ids)))
     assert model.training is False
+    scrambled = RobertaForMaskedLM(model.config).eval()
+    with torch.no_grad():
+        for name, p in scrambled.named_parameters():  # far from the initialisation: sharp, distinct heads
+            p.normal_(1.0, 0.3) if "norm" in name and name.endswith("weight") else p.normal_(0, 1.0)
+    inp = viz.attention_inputs(scrambled, tokenizer, a, b)
+    theirs = transformers.RobertaModel(transformers.RobertaConfig(**model.config.to_dict(),
+                                                                  attn_implementation="eager"), add_pooling_layer=False)
+    theirs.load_state_dict({k.removeprefix("roberta."): v for k, v in to_hf_state_dict(scrambled).items()
+                            if k.startswith("roberta.")})
+    reference = theirs.eval()(torch.tensor([ids]), output_attentions=True).attentions
+    for ours, expected in zip(inp.attentions, reference):
+        assert ours.shape == (1, 4, len(ids), len(ids))
+        torch.testing.assert_close(ours, expected, rtol=1e-3, atol=1e-4)  # fp32 softmax of large scores
+    assert all((a.amax(-1) > 0.5).any() for a in inp.attentions)  # not uniform: the comparison compares something
 
 
 def test_pretty_tokens_are_the_text(tokenizer):
@@ -215,6 +232,34 @@ def test_static_maps_and_png(model, tokenizer, tmp_path):
     with pytest.raises(ValueError, match="3 layers x 4 heads"):
         viz.plot_head(inp.attentions, inp.tokens, layer=3, head=0)
     plt.close("all")
+
+
+def test_maps_take_any_tensor_and_long_inputs_stay_readable(model, tokenizer, monkeypatch):
+    """Catches: attentions that require grad (straight from a forward pass outside no_grad) failing in .numpy()
+    inside matplotlib, a head plot of hundreds of tokens drawing every label into one black bar, and a bertviz
+    view of a long input writing tens of MB of HTML without a word."""
+    import matplotlib.pyplot as plt
+
+    inp = viz.attention_inputs(model, tokenizer, "Read a line.")
+    live = [a.clone().requires_grad_(True) for a in inp.attentions]
+    fig = viz.plot_attention_grid(live, inp.tokens)
+    torch.testing.assert_close(torch.tensor(fig.axes[0].images[0].get_array().data), inp.attentions[0][0, 0])
+    viz.plot_head(live, inp.tokens, layer=0, head=0)
+    seq = 3 * viz.MAX_TICK_LABELS + 1
+    long = [torch.softmax(torch.randn(1, 4, seq, seq), -1) for _ in range(3)]
+    tokens = [f"t{i}" for i in range(seq)]
+    ax = viz.plot_head(long, tokens, layer=0, head=0)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) <= viz.MAX_TICK_LABELS and labels[:2] == ["t0", "t4"], labels[:3]
+    assert "one label every 4 tokens" in ax.get_xlabel()
+    plt.close("all")
+    monkeypatch.setattr(viz, "HTML_WARN_BYTES", 5_000_000)  # 3 layers x 4 heads x 193^2 weights: about 9 MB
+    with pytest.warns(UserWarning, match=r"193 tokens writes about 9 MB of HTML.*include_layers"):
+        viz.head_view(long, tokens, html_action="return")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # (bertviz itself leaves a file open: a ResourceWarning)
+        viz.head_view(long, tokens, include_layers=[0], html_action="return")  # 1 layer: small enough
+        viz.head_view(inp.attentions, inp.tokens, html_action="return")
 
 
 def test_save_html_rewrites_the_libraries(model, tokenizer, tmp_path):
