@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit notebooks-test notebooks execute assignments bench clean
+.PHONY: lab test unit notebooks-test notebooks execute assignments bench browser-deps clean
 
 # Create .venv and install the package with everything the course and its tests need. A torch already in .venv
 # (for example a CPU-only build installed first) is kept: the package asks only for a lower bound.
@@ -28,6 +28,13 @@ unit: $(STAMP)
 
 notebooks-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_OPTS) notebooks/
+
+# The browser test's JavaScript (the versions bertviz asks its CDN for), fetched once from the npm registry, so that
+# the test itself installs nothing and needs no network. .ci/run calls it; without npm the test is skipped.
+BERTVIZ_JS := data/cache/bertviz-js
+browser-deps:
+	mkdir -p $(BERTVIZ_JS)
+	npm install --no-audit --no-fund --prefix $(BERTVIZ_JS) d3@5.7.0 requirejs@2.3.6 jquery@2
 
 # Maintainers: rewrite every badge and setup cell from REPOSITORY in roberta_from_scratch/course.py.
 notebooks: $(STAMP)

@@ -19,12 +19,12 @@ from results import dense_head_model, machine_line, write_section
 
 from roberta_from_scratch import load_corpus
 from roberta_from_scratch.config import RobertaConfig
-from roberta_from_scratch.data import pack_dataset
+from roberta_from_scratch.packing import pack_dataset
 from roberta_from_scratch.hub import to_hf_state_dict
 from roberta_from_scratch.masking import DataCollatorForMLM
 from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.pretrain import RECIPES
-from roberta_from_scratch.tokenizer import course_tokenizer
+from roberta_from_scratch.artifacts import course_tokenizer
 from roberta_from_scratch.training import Trainer, TrainingConfig, evaluate
 
 

@@ -50,10 +50,10 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "11.6", NOT_MEASURED)),
+            ("0.7", "10.9", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
-            ("0.5", "3.7", NOT_MEASURED)),
+            ("0.5", "3.9", NOT_MEASURED)),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
             "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",

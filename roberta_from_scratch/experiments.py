@@ -55,7 +55,7 @@ class MaskingExperiment:
 MASKING = {
     "smoke": {"live": MaskingExperiment(blocks=64, epochs=4, batch_size=16, lr=2e-3, evaluations=2, seeds=(0,)),
               "full": MaskingExperiment(blocks=64, epochs=8, batch_size=16, lr=2e-3, evaluations=2, seeds=(0, 1))},
-    "cpu": {"live": MaskingExperiment(epochs=5, evaluations=4, seeds=(0,)), "full": MaskingExperiment()},
+    "cpu": {"live": MaskingExperiment(epochs=4, evaluations=4, seeds=(0,)), "full": MaskingExperiment()},
     "gpu": {"live": MaskingExperiment(blocks=4096, seeds=(0,)), "full": MaskingExperiment(blocks=4096)},
 }
 
@@ -315,7 +315,7 @@ def course_classification(scale_name: str):
     from .config import RobertaConfig
     from .data import load_classification
     from .finetuning import encode_examples
-    from .pretrain import course_pretrained_model
+    from .artifacts import course_pretrained_model
 
     pretrained_dir, tokenizer = course_pretrained_model(scale_name)
     topics = load_classification("python-docs-topics")
@@ -329,10 +329,11 @@ def course_classification(scale_name: str):
 def course_setting(scale_name: str):
     """The tokenizer, model config, collator and blocks of notebook 05 at this scale."""
     from .config import RobertaConfig
-    from .data import load_corpus, pack_dataset
+    from .data import load_corpus
+    from .packing import pack_dataset
     from .masking import DataCollatorForMLM
     from .settings import SCALES
-    from .tokenizer import course_tokenizer
+    from .artifacts import course_tokenizer
 
     recipe = SCALES[scale_name].pretrain
     tokenizer = course_tokenizer(recipe.vocab_size)

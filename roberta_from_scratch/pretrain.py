@@ -108,11 +108,11 @@ def training_config(args: argparse.Namespace, recipe):
 def run(args: argparse.Namespace):
     from . import load_corpus
     from .config import RobertaConfig
-    from .data import pack_dataset
+    from .packing import pack_dataset
     from .masking import DataCollatorForMLM
     from .model import RobertaForMaskedLM
     from .distributed import close_distributed, init_distributed, main_first
-    from .tokenizer import course_tokenizer
+    from .artifacts import course_tokenizer
     from .training import Trainer, latest_checkpoint
 
     rank = init_distributed(args.device)  # under torchrun: join the other processes; else rank 0 of 1
@@ -172,55 +172,6 @@ def run(args: argparse.Namespace):
         say(f"final: held-out loss {last['loss']:.3f}, perplexity {last['perplexity']:.1f}, masked-token accuracy "
               f"{last['accuracy']:.1%}; saved to {os.path.relpath(final)}")
     return trainer
-
-
-def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, what: str):
-    """``data/artifacts/{name}/final`` and its tokenizer, pretrained first with ``arguments`` if it is missing."""
-    from .data import data_dir
-    from .tokenizer import ByteLevelBPETokenizer
-
-    run_dir = data_dir() / "artifacts" / name
-    final = run_dir / "final"
-    if not (final / "model.safetensors").is_file():
-        if verbose:
-            print(f"no model in data/artifacts/{name}: {what} ({steps} steps) first")
-        run(build_parser().parse_args([*arguments, "--steps", str(steps), "--checkpoint-every", "0",
-                                       "--output-dir", str(run_dir), "--no-progress", "--overwrite"]))
-    elif verbose:
-        print(f"pretrained model found: data/artifacts/{name}/final")
-    return final, ByteLevelBPETokenizer.from_pretrained(final)
-
-
-def course_pretrained_model(scale: str | None = None, verbose: bool = True):
-    """The model notebook 05 pretrained at this scale, with its tokenizer: ``(model_dir, tokenizer)``.
-
-    Read from ``data/artifacts/pretrain-{scale}/final`` when notebook 05 (or the command line with that output
-    directory) wrote it; otherwise a quick pretraining with the scale's recipe at a quarter of its steps, so that a
-    later notebook also runs alone.
-    """
-    name = scale or get_scale().name
-    return _cached_model(f"pretrain-{name}", ["--scale", name], max(RECIPES[name].steps // 4, 1), verbose,
-                         "a quick pretraining")
-
-
-# Notebook 07 looks at a model with at least 4 layers x 4 heads. The gpu recipe's model is one (4 x 8); the cpu and
-# smoke recipes train 2 x 2, so there a dedicated 4 x 4 model is pretrained once (cpu: a few minutes on 2 cores).
-# Four post-LN layers need a gentler start than the recipe's two: a lower peak and a 10% warm-up.
-ATTENTION_MODEL = {"smoke": (4, 4, 30, 2e-3), "cpu": (4, 4, 900, 1e-3)}  # layers, heads, steps, peak lr
-
-
-def course_attention_model(scale: str | None = None, verbose: bool = True):
-    """A pretrained model with at least 4 layers x 4 heads for notebook 07, with its tokenizer: at the gpu scale
-    notebook 05's model, else a 4 x 4 model with the scale's recipe (vocabulary, blocks, batch, learning rate),
-    trained once and cached in ``data/artifacts/attention-{scale}``."""
-    name = scale or get_scale().name
-    if name not in ATTENTION_MODEL:
-        return course_pretrained_model(name, verbose)
-    layers, heads, steps, lr = ATTENTION_MODEL[name]
-    return _cached_model(f"attention-{name}", ["--scale", name, "--layers", str(layers), "--heads", str(heads),
-                                                "--lr", str(lr), "--warmup-steps", str(max(steps // 10, 1)),
-                                                "--eval-every", str(max(steps // 3, 1))],
-                         steps, verbose, f"pretraining a {layers}-layer, {heads}-head model")
 
 
 def main(argv: list[str] | None = None) -> None:

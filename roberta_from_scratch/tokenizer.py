@@ -493,29 +493,3 @@ def learn_merges(word_counts: dict[str, int], vocab_size: int, min_frequency: in
     if progress is not None:
         progress.close()
     return merges
-
-
-def course_tokenizer(vocab_size: int | None = None, rebuild: bool = False, verbose: bool = True
-                     ) -> ByteLevelBPETokenizer:
-    """The tokenizer notebook 01 trains, for the notebooks after it.
-
-    Loaded from ``data/artifacts/tokenizer-python-docs-{vocab_size}`` when notebook 01 (or an earlier call) saved
-    it there; otherwise trained on the python-docs train split (about a second) and saved. ``vocab_size``
-    defaults to the scale's (``RFS_SCALE``).
-    """
-    from .data import data_dir, load_corpus
-    from .settings import get_scale
-
-    vocab_size = vocab_size or get_scale().vocab_size
-    directory = data_dir() / "artifacts" / f"tokenizer-python-docs-{vocab_size}"
-    if not rebuild and (directory / VOCAB_FILE).is_file() and (directory / MERGES_FILE).is_file():
-        tokenizer = ByteLevelBPETokenizer.from_pretrained(directory)
-        source = "loaded"
-    else:
-        texts = load_corpus("python-docs", verbose=False)["train"]["text"]
-        tokenizer = ByteLevelBPETokenizer.train(list(texts), vocab_size=vocab_size)
-        tokenizer.save(directory)
-        source = "trained and saved"
-    if verbose:
-        print(f"{tokenizer} {source}: data/artifacts/{directory.name}")
-    return tokenizer

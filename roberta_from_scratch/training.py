@@ -9,34 +9,30 @@
         every eval_every steps: masked-token loss, perplexity and accuracy on held-out blocks with fixed masks
         every checkpoint_every steps: weights (safetensors) + training state, written atomically
 
-Settings follow RoBERTa's Table 9: AdamW with betas (0.9, 0.98), eps 1e-6, weight decay 0.01, linear warm-up then
-linear decay; two choices are the course's, not RoBERTa's: no decay on biases and LayerNorm weights (BERT's and
-Hugging Face's convention; fairseq decays every parameter) and gradient clipping at 1.0 (RoBERTa did not clip). The data order and every mask are functions of (seed, step),
-and the random state of dropout is saved with each checkpoint, so a resumed run continues exactly where the
-interrupted one was.
+The optimizer and schedule (RoBERTa's Table 9) live in ``optim.py``, the checkpoints in ``checkpoints.py``. One
+choice is the course's, not RoBERTa's: gradient clipping at 1.0 (RoBERTa did not clip). The data order and every
+mask are functions of (seed, step), and the random state of dropout is saved with each checkpoint, so a resumed
+run continues exactly where the interrupted one was.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .files import fsync_dir, fsync_tree
+# Re-exported (the names were public here before checkpoints, optimizer and schedule got their own modules):
+from .checkpoints import (RESUME_SETTINGS, STATE_FILE, checkpoints, latest_checkpoint, load_checkpoint,  # noqa: F401
+                          remove_stale_temporaries, save_checkpoint)
 from .config import RobertaConfig
-from .distributed import (all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, load_optimizer_state,
-                          optimizer_state, wrap_model, world)
+from .distributed import all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, wrap_model, world
+from .optim import linear_schedule, make_optimizer, make_scheduler, parameter_groups  # noqa: F401
 from .settings import Precision, pick_device, pick_precision
-
-STATE_FILE = "training_state.pt"
 # Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor data sheets; nanoGPT and PaLM use the same figures).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "A10": 125.0,
                "L4": 121.0, "V100": 125.0, "T4": 65.0}
@@ -102,36 +98,6 @@ class TrainingConfig:
             raise ValueError(f"each of the {world_size} processes takes {share} sequences per step, not a multiple of "
                              f"micro_batch_size={micro}: choose a micro_batch_size that divides {share}")
         return share, micro
-
-
-# ----------------------------------------------------------------------------------------------- optimizer
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and embeddings; none on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.dim() < 2 or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
-    fused = device.type == "cuda"  # one kernel for the whole update on CUDA
-    return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             fused=fused)
-
-
-def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
-    """The learning-rate multiplier: 0 -> 1 over the warm-up, then 1 -> 0 at the last step."""
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-
-def make_scheduler(optimizer, cfg: TrainingConfig):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, cfg.warmup_steps, cfg.max_steps))
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -398,165 +364,13 @@ class Trainer:
         return Path(directory)
 
     def save_checkpoint(self, directory: str | os.PathLike | None = None) -> Path:
-        """Weights (config.json + model.safetensors) and training state in ``step-NNNNNNN/``, written into a
-        temporary folder and renamed into place: a crash while saving leaves the earlier checkpoints whole.
+        """Weights (config.json + model.safetensors) and training state in ``step-NNNNNNN/``, written atomically
+        (``checkpoints.save_checkpoint``). Every rank must call this (FSDP gathers); rank 0 writes."""
+        return save_checkpoint(self, directory)
 
-        Tensors are whole and the optimizer state is keyed by parameter name, so a checkpoint written by N
-        processes loads in any number. Every rank must call this (FSDP gathers); rank 0 writes."""
-        root = Path(directory or self.cfg.checkpoint_dir or "checkpoints")
-        final = root / f"step-{self.step:07d}"
-        model_state = full_state_dict(self.model)
-        optim_state = optimizer_state(self.model, self.optimizer)
-        if self.world.is_main:
-            root.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(root)
-            tmp = root / f".tmp-step-{self.step:07d}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.model.save_pretrained(tmp, state_dict=model_state)
-            state = {
-                "step": self.step,
-                "skipped_steps": self.skipped_steps,
-                "optimizer": optim_state,
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "cpu_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "world_size": self.world.world_size,
-                "training_config": json.dumps(asdict(self.cfg)),
-                "history": json.dumps(asdict(self.history)),
-            }
-            torch.save(state, tmp / STATE_FILE)
-            fsync_tree(tmp)  # on disk before the rename makes it the checkpoint
-            old = root / f".old-{final.name}-{os.getpid()}"
-            if final.exists():  # the same step saved again: the old copy moves aside, and goes once replaced
-                os.replace(final, old)
-            os.replace(tmp, final)
-            fsync_dir(root)
-            shutil.rmtree(old, ignore_errors=True)
-            for old in sorted(root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        barrier()
-        return final
-
-    # The settings that decide the run's data order, masks and updates: a resumed run must use the same ones.
-    # (Precision, devices, micro-batch size, evaluation and checkpoint cadence do not change what is learned.)
-    RESUME_SETTINGS = ("seed", "batch_size", "lr", "warmup_steps", "weight_decay", "betas", "eps", "max_grad_norm",
-                       "max_steps")
+    RESUME_SETTINGS = RESUME_SETTINGS
 
     def load_checkpoint(self, path: str | os.PathLike, allow_more_steps: bool = False) -> Path:
-        """Continue from a checkpoint folder, or from the newest intact ``step-*`` folder inside ``path`` (a damaged
-        newer one is skipped with a warning that names its damaged file), written by any number of processes.
-        Returns the folder loaded. In one process the random state is restored exactly; with several, each rank's
-        dropout stream is seeded from (seed, step, rank)."""
-        path = Path(path)
-        candidates = checkpoints(path)[::-1] or [path]  # newest first; a step folder itself when given one
-        problems = []
-        for candidate in candidates:
-            try:
-                saved, weights, state = read_checkpoint(candidate)
-            except (OSError, ValueError) as exc:
-                problems.append(str(exc))
-                if candidate is not candidates[-1]:
-                    warnings.warn(f"checkpoint {candidate.name} is damaged ({exc}); falling back to the one before it",
-                                  stacklevel=2)
-                continue
-            self._restore(candidate, saved, weights, state, allow_more_steps)
-            return candidate
-        if len(candidates) == 1:
-            raise ValueError(problems[0])
-        raise ValueError(f"no intact checkpoint in {path}:\n  " + "\n  ".join(problems))
-
-    def _restore(self, path: Path, saved: dict, weights: dict, state: dict, allow_more_steps: bool) -> None:
-        from .hub import load_state_dict_into
-
-        saved = RobertaConfig.from_dict(saved).to_dict()
-        ours = self.model.config.to_dict()
-        differences = [f"{k}: checkpoint {saved.get(k)!r}, this run {ours.get(k)!r}" for k in sorted(set(saved) | set(ours))
-                       if saved.get(k) != ours.get(k) and k not in ("id2label", "label2id", "architectures")]
-        if differences:
-            raise ValueError(f"{path} was trained with another model config: " + "; ".join(differences))
-        trained = json.loads(state.get("training_config", "{}"))
-        ours = json.loads(json.dumps(asdict(self.cfg)))  # tuples as lists, as they were saved
-        changed = [k for k in self.RESUME_SETTINGS if k in trained and trained[k] != ours[k]]
-        if allow_more_steps and changed == ["max_steps"] and ours["max_steps"] > trained["max_steps"]:
-            changed = []  # more steps, on purpose: the schedule continues to the new end
-        if changed:
-            listed = "; ".join(f"{k}: checkpoint {trained[k]!r}, this run {ours[k]!r}" for k in changed)
-            raise ValueError(f"{path} was trained with other settings ({listed}): resuming would silently change the "
-                             "data order or the updates. Resume with the checkpoint's settings, start a new run in "
-                             "another folder" + (", or allow more steps explicitly (--extend)"
-                                                 if "max_steps" in changed else ""))
-        load_state_dict_into(self.model, weights)
-        load_optimizer_state(self.model, self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
-        if self.world.distributed:
-            torch.manual_seed(self.cfg.seed * 1_000_003 + 7_919 * (self.world.rank + 1) + 104_729 * self.step)
-        else:
-            torch.set_rng_state(state["cpu_rng"])
-            if state["cuda_rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-        history = json.loads(state["history"])
-        self.history = History(train=history["train"], eval=history["eval"])
-
-
-def checkpoints(root: str | os.PathLike) -> list[Path]:
-    """The complete ``step-*`` folders under ``root``, oldest first (temporary folders of a crashed save are
-    ignored)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
-
-
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The highest complete ``step-*`` folder under ``root``, or None."""
-    done = checkpoints(root)
-    return done[-1] if done else None
-
-
-def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
-    """(config dictionary, weights, training state) of a checkpoint folder; a ValueError naming the damaged or
-    missing file when one of them cannot be read."""
-    from .config import read_config_file
-    from .hub import read_state_dict
-
-    for name in ("config.json", "model.safetensors", STATE_FILE):
-        if not (path / name).is_file():
-            raise ValueError(f"{path / name} is missing; give a folder written by save_checkpoint")
-    config = read_config_file(path / "config.json")
-    weights = read_state_dict(path / "model.safetensors")
-    try:
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        missing = [k for k in ("step", "optimizer", "scheduler", "scaler", "cpu_rng", "history") if k not in state]
-    except Exception as exc:  # truncated (OSError, RuntimeError, EOFError) or not a training state at all
-        raise ValueError(f"{path / STATE_FILE}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated "
-                         "or damaged") from None
-    if missing:
-        raise ValueError(f"{path / STATE_FILE}: not a training state (lacks {', '.join(missing)})")
-    return config, weights, state
-
-
-def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
-    """Delete the temporary folders that interrupted saves left in ``root`` (``.tmp-step-*-PID`` and
-    ``.old-step-*-PID`` of processes no longer running); returns what was removed."""
-    removed = []
-    for tmp in Path(root).glob(".*-step-*-*"):
-        if not tmp.name.startswith((".tmp-", ".old-")) or not tmp.is_dir():
-            continue
-        pid = tmp.name.rsplit("-", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(tmp)
-    return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        """Continue from a checkpoint folder, or from the newest intact one inside ``path``; returns the folder
+        loaded (``checkpoints.load_checkpoint``)."""
+        return load_checkpoint(self, path, allow_more_steps)

@@ -1,6 +1,14 @@
-"""Shared test set-up: no network, the smoke scale, a non-interactive plotting backend."""
+"""Shared test set-up: no network, the smoke scale, a non-interactive plotting backend, a temporary data folder."""
 
 import os
+import tempfile
+
+# Tests write only under temporary folders, never into the checkout's data/: unless the caller chose a data
+# directory, every cache and artifact of this run (and of the kernels the grading tests start, which inherit RFS_*
+# variables) goes to a fresh one, removed at the end.
+_OWN_DATA_DIR = None if os.environ.get("RFS_DATA_DIR") else tempfile.mkdtemp(prefix="rfs-test-data-")
+if _OWN_DATA_DIR:
+    os.environ["RFS_DATA_DIR"] = _OWN_DATA_DIR
 
 # Set before anything imports datasets or huggingface_hub, which read these once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +44,7 @@ def python_docs(python_docs_dir):
 
 # A skip hides a test. The only accepted reasons are optional system tools the browser test needs; any other skip
 # (a declared dependency that fails to import, a fixture that gave up) fails the run, and every reason is printed.
-ALLOWED_SKIPS = ("no Chromium", "no npm", "npm could not install")
+ALLOWED_SKIPS = ("no Chromium", "no bertviz JavaScript libraries")
 _unexpected_skips: list[str] = []
 
 
@@ -57,3 +65,7 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_sessionfinish(session, exitstatus):
     if _unexpected_skips and exitstatus == 0:
         session.exitstatus = 1
+    if _OWN_DATA_DIR:
+        import shutil
+
+        shutil.rmtree(_OWN_DATA_DIR, ignore_errors=True)

@@ -1,13 +1,12 @@
 """bertviz's head view of our model, drawn by a real browser (headless Chromium) with no internet.
 
 This is the check for the blank view bertviz users report: the view draws nothing when its JavaScript libraries
-do not load. The libraries (require.js 2.3.6, d3 5.7.0 and jQuery 2.x, the versions bertviz asks the CDN for)
-come from the npm registry at test time into data/cache/bertviz-js (not committed); Debian's ``chromium`` is
-installed when missing and the test runs as root with apt-get (``.ci/run`` installs it too). Where either cannot be
-had, the test is skipped and says why.
+do not load. The test installs nothing and reaches no network: the libraries (require.js 2.3.6, d3 5.7.0 and
+jQuery 2.x, the versions bertviz asks the CDN for) are put into data/cache/bertviz-js by `make browser-deps` (npm),
+and Debian's ``chromium`` by apt-get; ``.ci/run`` does both before `make test`. Where either is missing, the test
+is skipped and says which setup step brings it.
 """
 
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from conftest import ROOT
 
 import bertviz  # noqa: E402,F401 (a declared dependency)
 JS_DIR = ROOT / "data" / "cache" / "bertviz-js"
-NPM_PACKAGES = ["d3@5.7.0", "requirejs@2.3.6", "jquery@2"]
+NPM_PACKAGES = ["d3@5.7.0", "requirejs@2.3.6", "jquery@2"]  # the Makefile's browser-deps installs the same
 
 
 def find_chromium() -> str | None:
@@ -35,11 +34,9 @@ def find_chromium() -> str | None:
 @pytest.fixture(scope="module")
 def chromium() -> str:
     browser = find_chromium()
-    if browser is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900)
-        browser = find_chromium()
     if browser is None:
-        pytest.skip("no Chromium: install Debian's `chromium` (apt-get install chromium) to run the browser test")
+        pytest.skip("no Chromium: install Debian's `chromium` (apt-get install chromium; .ci/run does) to run the "
+                    "browser test")
     return browser
 
 
@@ -49,13 +46,8 @@ def libraries() -> dict[str, str]:
              "d3": JS_DIR / "node_modules/d3/dist/d3.min.js",
              "jquery": JS_DIR / "node_modules/jquery/dist/jquery.min.js"}
     if not all(f.is_file() for f in files.values()):
-        if shutil.which("npm") is None:
-            pytest.skip("no npm: the browser test installs bertviz's JavaScript libraries from the npm registry")
-        JS_DIR.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(JS_DIR), *NPM_PACKAGES],
-                              capture_output=True, text=True, timeout=300)
-        if done.returncode != 0 or not all(f.is_file() for f in files.values()):
-            pytest.skip(f"npm could not install {' '.join(NPM_PACKAGES)}: {done.stderr.strip()[-300:]}")
+        pytest.skip(f"no bertviz JavaScript libraries in {JS_DIR.relative_to(ROOT)}: run `make browser-deps` "
+                    f"(npm install of {' '.join(NPM_PACKAGES)}; .ci/run does) to run the browser test")
     # require.js appends ".js" to the paths of d3 and jquery
     return {name: f.as_uri().removesuffix(".js") if name != "require" else f.as_uri() for name, f in files.items()}
 

@@ -97,16 +97,16 @@ def test_a_foreign_results_file_is_refused_with_the_fix(tmp_path, monkeypatch):
 def test_notebook_07_gets_a_model_of_at_least_four_layers_and_heads(tmp_path, monkeypatch):
     """Catches: notebook 07 analysing the 2 x 2 recipe model (four heads, nothing to discover), an override of
     layers or heads that the command line ignores, or a cache that retrains on every call."""
-    from roberta_from_scratch import data, pretrain
+    from roberta_from_scratch import artifacts, data
     from roberta_from_scratch.model import RobertaForMaskedLM
 
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
-    final, tokenizer = pretrain.course_attention_model("smoke", verbose=False)
+    final, tokenizer = artifacts.course_attention_model("smoke", verbose=False)
     model = RobertaForMaskedLM.from_pretrained(final)
     assert model.config.num_hidden_layers >= 4 and model.config.num_attention_heads >= 4
     assert model.config.vocab_size == tokenizer.vocab_size
     written = (final / "model.safetensors").stat().st_mtime_ns
-    again, _ = pretrain.course_attention_model("smoke", verbose=False)
+    again, _ = artifacts.course_attention_model("smoke", verbose=False)
     assert again == final and (final / "model.safetensors").stat().st_mtime_ns == written
 
 

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roberta_from_scratch.data import pack_dataset, pack_full_sentences, split_sentences
+from roberta_from_scratch.packing import pack_dataset, pack_full_sentences, split_sentences
 from roberta_from_scratch.masking import DataCollatorForMLM, StaticMaskingDataset
 from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 

@@ -207,6 +207,7 @@ def test_missing_encoder_weights_fail_and_a_missing_head_is_announced(tmp_path, 
         assert "newly initialised" in caplog.text and "classifier" in caplog.text and "Train the new head" in caplog.text
         caplog.clear()
         RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", num_labels=3)
+        RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", id2label={0: "a", 1: "b"})
         assert caplog.text == ""
         RobertaForMaskedLM.from_pretrained(tmp_path / "mlm")
         assert caplog.text == ""

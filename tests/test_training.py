@@ -29,7 +29,7 @@ from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def setup(python_docs):
-    from roberta_from_scratch.data import pack_dataset
+    from roberta_from_scratch.packing import pack_dataset
 
     corpus, _ = python_docs
     tokenizer = ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:800], vocab_size=400)
