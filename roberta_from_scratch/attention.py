@@ -46,44 +46,6 @@ def expand_mask(attention_mask: torch.Tensor | None, batch: int, heads: int, que
     return keep if keep.dtype == torch.bool else keep != 0
 
 
-# Dropout keeps an element when 16 random bits reach a threshold. On a CPU, drawing one random number per element
-# is most of dropout's cost (torch's F.dropout: about a quarter of a training step of the cpu recipe); one 64-bit
-# draw gives four 16-bit lanes, a quarter of the draws. The drop rate is p rounded to a multiple of 1/65536 (0.1
-# becomes 0.1000061). On a GPU, torch's own dropout (fused into SDPA's kernels) is already cheap, and is used.
-_LANES = 4
-
-
-def apply_dropout(x: torch.Tensor, p: float, training: bool = True, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
-    """Inverted dropout: zero each element with probability ``p`` and scale the rest by 1 / (1 - p)."""
-    if not training or p == 0.0:
-        return x
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout p={p} must be in [0, 1)")
-    if x.device.type != "cpu":
-        return F.dropout(x, p, training=True)
-    threshold = round(p * 65536)
-    bits = torch.empty((x.numel() + _LANES - 1) // _LANES, dtype=torch.int64)
-    bits.random_(-2**63, 2**63 - 1, generator=generator)  # (random_ without bounds leaves the sign bit 0)
-    lanes = bits.view(torch.int16)[: x.numel()].view(x.shape)  # each uniform in [-32768, 32767]
-    keep = lanes >= threshold - 32768
-    return x * keep * (65536 / (65536 - threshold))
-
-
-class Dropout(nn.Module):
-    """``nn.Dropout`` with :func:`apply_dropout`: the same layer, with a quarter of the random draws on a CPU."""
-
-    def __init__(self, p: float = 0.1):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None = None,
               dropout: float = 0.0, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The explicit path: scores, mask, softmax, dropout, weighted sum. Returns (output, weights).
@@ -98,7 +60,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Ten
     weights = scores.softmax(dim=-1)
     if keep is not None:
         weights = weights.masked_fill(~keep, 0.0)
-    weights = apply_dropout(weights, dropout, training)
+    weights = F.dropout(weights, p=dropout, training=training)
     return weights @ v, weights
 
 
@@ -134,9 +96,8 @@ class MultiHeadSelfAttention(nn.Module):
         keep = expand_mask(attention_mask, batch, self.num_heads, tokens, tokens)
         q, k, v = (self.split_heads(proj(x)) for proj in (self.query, self.key, self.value))
         p = self.dropout if self.training else 0.0
-        if output_attentions or (p > 0 and x.device.type == "cpu"):  # CPU training: SDPA's dropout is torch's
+        if output_attentions:
             out, weights = attention(q, k, v, keep, dropout=p, training=self.training)
-            weights = weights if output_attentions else None
         else:
             # A boolean mask: SDPA (torch >= 2.5) gives zero output for a query with no key left, as we do.
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p), None

@@ -12,7 +12,8 @@ is drawn (``DataCollatorForMLM``), for several seeds; held-out masked-token loss
 held-out masks.
 
 Does pretraining pay (notebook 06): four ways to train a topic classifier on notebook 05's encoder (full
-finetuning of the pretrained weights, the same network from random weights, a linear probe on the frozen encoder,
+finetuning of the pretrained weights, the same network from random weights, a probe (the head alone) on the
+frozen encoder,
 the top layer and the head), each with its own learning-rate sweep of three values chosen on validation, several
 seeds, test accuracy at the chosen rate; then a label-efficiency curve (5% to 100% of the training labels) for the
 pretrained and random encoders and a bag-of-words logistic regression::

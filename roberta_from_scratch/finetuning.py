@@ -85,8 +85,8 @@ def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
 
 
 def freeze(model, trainable_layers: int | None = None) -> int:
-    """Freeze the encoder except its top ``trainable_layers`` layers (0: a linear probe on frozen features; None:
-    unfreeze everything). The head always trains. Returns the number of trainable parameters."""
+    """Freeze the encoder except its top ``trainable_layers`` layers (0: a probe, the head alone on frozen features;
+    None: unfreeze everything). The head always trains. Returns the number of trainable parameters."""
     for p in model.parameters():
         p.requires_grad = True
     if trainable_layers is not None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import Dropout, MultiHeadSelfAttention
+from .attention import MultiHeadSelfAttention
 from .config import RobertaConfig
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' and PyTorch's convention)
@@ -69,7 +69,7 @@ class RobertaEmbeddings(nn.Module):
         # One row, added to every token: kept only so that the official weights load one to one.
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         positions = create_position_ids(input_ids, self.padding_idx)
@@ -92,7 +92,7 @@ class RobertaLayer(nn.Module):
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.activation = ACTIVATION[config.hidden_act]
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -231,7 +231,7 @@ class RobertaClassificationHead(nn.Module):
     def __init__(self, config: RobertaConfig):
         super().__init__()
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(p)
+        self.dropout = nn.Dropout(p)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 

@@ -256,9 +256,10 @@ def training_step(micro_batches: int = 3):
 
 
 def finetuning_modes(layers: int = 4):
-    """Which parameters train: a linear probe (the head), the top layer and the head, or everything."""
+    """Which parameters train: a probe (the head alone, on frozen features), the top layer and the head, or
+    everything."""
     fig, ax = _canvas(8.4, 4.3, "What trains when finetuning (green) and what stays frozen (grey)")
-    modes = [("linear probe", 0), ("top layer + head", 1), ("full finetuning", layers + 1)]
+    modes = [("probe (head only)", 0), ("top layer + head", 1), ("full finetuning", layers + 1)]
     for m, (name, trained) in enumerate(modes):
         x = 0.5 + 2.75 * m
         ax.text(x + 1.0, 3.9, name, ha="center", fontsize=FONT, weight="bold")

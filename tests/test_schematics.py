@@ -26,7 +26,7 @@ EXPECTED = {
     "full_vs_doc_sentences": (["FULL-SENTENCES", "DOC-SENTENCES", "</s>", "padding"], "04_dynamic_masking"),
     "masking_pipeline": (["<mask>", "-100", "80%", "Ġfile"], "04_dynamic_masking"),
     "training_step": (["micro-batch 3", "AdamW step", "clip the norm", "whole batch's gradient"], "05_pretraining"),
-    "finetuning_modes": (["linear probe", "top layer + head", "full finetuning", "embeddings"], "06_finetuning"),
+    "finetuning_modes": (["probe (head only)", "top layer + head", "full finetuning", "embeddings"], "06_finetuning"),
     "memory_per_gpu": (["DDP", "ZeRO-1", "ZeRO-3 / FSDP", "GiB per GPU"], "08_scaling_up"),
 }
 
