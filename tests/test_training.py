@@ -153,7 +153,7 @@ def test_checkpoints_are_whole_or_absent(setup, tmp_path, monkeypatch):
     """Catches: a save interrupted after its files are written but before the rename that makes it the checkpoint
     (a crash, a full disk) that leaves a half checkpoint under a step name, damages the earlier ones, or leaves its
     temporary folder for ever (the next start must remove what a dead process left behind)."""
-    import roberta_from_scratch.training as training
+    import roberta_from_scratch.checkpoints as checkpoints_module
 
     trainer = trainer_for(setup, tmp_path, checkpoint_every=2, keep_checkpoints=2, max_steps=8)
     trainer.train(until=6)
@@ -163,7 +163,7 @@ def test_checkpoints_are_whole_or_absent(setup, tmp_path, monkeypatch):
     def crash(directory):
         raise KeyboardInterrupt("the power went out")
 
-    monkeypatch.setattr(training, "fsync_tree", crash)  # every file of step 8 written, the rename not yet done
+    monkeypatch.setattr(checkpoints_module, "fsync_tree", crash)  # every file of step 8 written, the rename not yet done
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     monkeypatch.undo()
