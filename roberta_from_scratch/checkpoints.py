@@ -162,12 +162,19 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     weights = read_state_dict(path / "model.safetensors")
     try:
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        missing = [k for k in ("step", "optimizer", "scheduler", "scaler", "cpu_rng", "history") if k not in state]
     except Exception as exc:  # truncated (OSError, RuntimeError, EOFError) or not a training state at all
         raise ValueError(f"{path / STATE_FILE}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated "
                          "or damaged") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path / STATE_FILE}: holds a {type(state).__name__}, not a training state")
+    missing = [k for k in ("step", "optimizer", "scheduler", "scaler", "cpu_rng", "history") if k not in state]
     if missing:
         raise ValueError(f"{path / STATE_FILE}: not a training state (lacks {', '.join(missing)})")
+    for key in ("training_config", "history"):  # JSON text inside the state: garbage there must not pass
+        try:
+            json.loads(state.get(key, "{}"))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path / STATE_FILE}: its {key} is not valid JSON; the file is damaged") from None
     return config, weights, state
 
 

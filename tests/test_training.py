@@ -213,6 +213,12 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(setup, tmp_pat
     (tmp_path / "step-0000004" / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="config.json: holds a JSON list, not an object"):
         trainer_for(setup).load_checkpoint(tmp_path / "step-0000004")
+    good_state = torch.load(tmp_path / "step-0000006" / STATE_FILE, weights_only=True)
+    for bad, message in [(torch.zeros(3), "holds a Tensor, not a training state"),
+                         ({**good_state, "history": "{not json"}, "its history is not valid JSON")]:
+        torch.save(bad, tmp_path / "step-0000006" / STATE_FILE)  # hostile or garbled, but loadable
+        with pytest.raises(ValueError, match=message):
+            trainer_for(setup).load_checkpoint(tmp_path / "step-0000006")
     for folder in tmp_path.glob("step-*"):
         (folder / "config.json").write_text("garbage")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="no intact checkpoint in"):
