@@ -76,6 +76,7 @@ def course_attention_model(scale: str | None = None, verbose: bool = True):
         return course_pretrained_model(name, verbose)
     layers, heads, steps, lr = ATTENTION_MODEL[name]
     return _cached_model(f"attention-{name}", ["--scale", name, "--layers", str(layers), "--heads", str(heads),
+                                                "--dropout", "0.1",  # RoBERTa's, whatever the scale's recipe says
                                                 "--lr", str(lr), "--warmup-steps", str(max(steps // 10, 1)),
                                                 "--eval-every", str(max(steps // 3, 1))],
                          steps, verbose, f"pretraining a {layers}-layer, {heads}-head model")

@@ -213,13 +213,13 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
                  seed: int, settings: FinetuneExperiment, pad_token_id: int, device: str = "cpu"):
     """Train one classifier of ``arm`` (see FINETUNE_ARMS) with the GLUE-shaped recipe at ``lr``; return the model
     and its history. At least ``settings.epochs`` epochs and ``settings.min_steps`` optimizer steps."""
-    from .finetuning import FinetuneConfig, finetune, freeze
+    from .finetuning import FINETUNE_DROPOUT, FinetuneConfig, finetune, freeze
     from .model import RobertaForSequenceClassification
 
     if arm not in FINETUNE_ARMS:
         raise ValueError(f"unknown arm {arm!r}: choose one of {', '.join(FINETUNE_ARMS)}")
     torch.manual_seed(seed)
-    model = RobertaForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
+    model = RobertaForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels, **FINETUNE_DROPOUT)
     if arm == "random":
         torch.manual_seed(seed)
         model = RobertaForSequenceClassification(model.config)
@@ -342,13 +342,22 @@ def course_setting(scale_name: str):
     train_blocks = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
     eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
     config = RobertaConfig.from_preset(recipe.preset, vocab_size=tokenizer.vocab_size,
-                                       max_position_embeddings=recipe.seq_len + 2)
+                                       max_position_embeddings=recipe.seq_len + 2,
+                                       hidden_dropout_prob=recipe.dropout, attention_probs_dropout_prob=recipe.dropout)
     return tokenizer, config, DataCollatorForMLM(tokenizer), train_blocks, eval_blocks
 
 
-def _write_result(result: dict, output: Path, command: str) -> None:
+def recipe_dict(scale_name: str) -> dict:
+    """The scale's pretraining recipe as a cached result records it: the model both experiments start from."""
+    from .settings import SCALES
+
+    return json.loads(json.dumps(asdict(SCALES[scale_name].pretrain)))
+
+
+def _write_result(result: dict, output: Path, command: str, scale_name: str) -> None:
     from .files import atomic_write
 
+    result["recipe"] = recipe_dict(scale_name)
     result["command"] = command
     result["torch"] = torch.__version__
     atomic_write(output, json.dumps(result, indent=1) + "\n")
@@ -361,7 +370,8 @@ def _static_vs_dynamic(args) -> None:
     result = run_masking_experiment(config, collator, train_blocks, eval_blocks, settings, device=args.device,
                                     progress=lambda arm, seed: print(f"  {arm}, seed {seed}", flush=True))
     output = args.output or results_path(args.scale)
-    _write_result(result, output, f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}")
+    _write_result(result, output, f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}",
+                  args.scale)
     for arm in ("dynamic", "static"):
         for metric in ("loss", "accuracy"):
             mean, sd, n = final_spread(result, arm, metric)
@@ -377,7 +387,8 @@ def _finetuning(args) -> None:
         pretrained_dir, tokenizer, train, validation, test, len(names), settings, device=args.device,
         progress=lambda arm, lr, seed, n: print(f"  {arm}, lr {lr:g}, seed {seed}, {n} examples", flush=True))
     output = args.output or finetuning_results_path(args.scale)
-    _write_result(result, output, f"python -m roberta_from_scratch.experiments finetuning --scale {args.scale}")
+    _write_result(result, output, f"python -m roberta_from_scratch.experiments finetuning --scale {args.scale}",
+                  args.scale)
     for arm, lr in result["chosen"].items():
         mean, sd, n = spread(result["sweep"][arm][repr(lr)])
         print(f"{arm:>12} lr {lr:g}: test accuracy {mean:.3f} ± {sd:.3f} over {n} seeds")

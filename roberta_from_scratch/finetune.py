@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None):
     import torch
 
     from . import load_classification
-    from .finetuning import FinetuneConfig, encode_examples, finetune, freeze
+    from .finetuning import FINETUNE_DROPOUT, FinetuneConfig, encode_examples, finetune, freeze
     from .model import RobertaForSequenceClassification
     from .tokenizer import ByteLevelBPETokenizer
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None):
     names = data["train"].features["label"].names
     torch.manual_seed(args.seed)
     model = RobertaForSequenceClassification.from_pretrained(args.model, num_labels=len(names),
-                                                             id2label=dict(enumerate(names)))
+                                                             id2label=dict(enumerate(names)), **FINETUNE_DROPOUT)
     print(f"loaded {args.model}: {model.load_report}")
     tokenizer = ByteLevelBPETokenizer.from_pretrained(args.tokenizer or args.model)
     if args.trainable_layers is not None and args.trainable_layers > model.config.num_hidden_layers:

@@ -17,6 +17,11 @@ import torch
 from .settings import pick_device, pick_precision
 from .training import StepBatches, make_optimizer, make_scheduler
 
+# RoBERTa finetunes with dropout 0.1 on hidden states and attention (fairseq's GLUE command in
+# examples/roberta/README.glue.md: --dropout 0.1 --attention-dropout 0.1). The cpu scale pretrains without dropout
+# (notebook 05), so its saved config says 0.0: pass these to from_pretrained to finetune with RoBERTa's dropout.
+FINETUNE_DROPOUT = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+
 
 @dataclass
 class FinetuneConfig:

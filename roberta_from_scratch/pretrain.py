@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, help="sequences per optimizer step (all processes together)")
     parser.add_argument("--micro-batch-size", type=positive_int, help="sequences per forward pass in each process "
                         "(accumulate the rest)")
-    parser.add_argument("--dropout", type=probability, help="dropout of hidden states and attention (default 0.1)")
+    parser.add_argument("--dropout", type=probability,
+                        help="dropout of hidden states and attention (default: the recipe's: 0.1, or 0 at cpu)")
     parser.add_argument("--lr", type=positive_float)
     parser.add_argument("--steps", type=positive_int)
     parser.add_argument("--warmup-steps", type=non_negative_int)
@@ -138,8 +139,8 @@ def run(args: argparse.Namespace):
         width["num_hidden_layers"] = args.layers
     if args.heads is not None:
         width["num_attention_heads"] = args.heads
-    if args.dropout is not None:
-        width.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    dropout = pick(args.dropout, recipe.dropout)
+    width.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     try:
         config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size,
                                            max_position_embeddings=seq_len + 2, **width)

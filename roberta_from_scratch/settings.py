@@ -40,6 +40,7 @@ class PretrainRecipe:
     steps: int
     warmup_steps: int
     eval_every: int
+    dropout: float = 0.1  # hidden and attention dropout while pretraining (RoBERTa: 0.1); finetuning puts 0.1 back
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ SCALES: dict[str, Scale] = {
     "smoke": Scale("smoke", "test suite: tiny sizes, each notebook at most 90 s on 2 CPU cores", 1.5, 512,
                    PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15), finetune_epochs=2, finetune_lr=3e-4),
     "cpu": Scale("cpu", "a laptop without a GPU: each notebook at most 10 minutes on 2 cores", 10, 8000,
-                 PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325), finetune_epochs=10,
+                 # dropout off: a 0.9M-parameter model seeing each block 22 times with fresh masks underfits, and
+                 # on 2 cores dropout costs a quarter of each step (notebook 05 prints both)
+                 PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325, dropout=0.0), finetune_epochs=10,
                  finetune_lr=3e-3),  # full finetuning's rate in notebook 06's sweep (results/finetuning-cpu.json)
     "gpu": Scale("gpu", "a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes", 30, 16000,
                  PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250), finetune_epochs=10,

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import datasets
 import pytest
@@ -198,10 +199,48 @@ def test_hub_classification_code_path_on_local_files_of_the_same_schema(tmp_path
     assert list(sst2["validation"]["label"]) == [1, 0]
 
 
+def _hub_cache_of(dataset, repo_id: str, config_name: str, cache_dir):
+    """A datasets cache holding ``dataset`` as ``load_dataset(repo_id, config_name)`` leaves it after a download:
+    Arrow files and dataset_info.json in ``<cache>/<namespace>___<name>/<config>/<version>/<hash>/``. Written by
+    datasets' own parquet builder and moved to the folder a Hub download uses."""
+    import json
+    import shutil
+
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    files = {}
+    for split, ds in dataset.items():
+        files[split] = str(Path(cache_dir).parent / f"hub-{split}.parquet")
+        ds.to_parquet(files[split])
+    name = repo_id.split("/")[-1]
+    builder = Parquet(cache_dir=str(Path(cache_dir).parent / "build"), dataset_name=name, config_name=config_name,
+                      data_files=files, hash="0" * 16)
+    builder.download_and_prepare()
+    target = Path(cache_dir, repo_id.replace("/", "___"), config_name, "0.0.0", "0" * 16)
+    shutil.copytree(builder.cache_dir, target)
+    info = json.loads((target / "dataset_info.json").read_text())
+    (target / "dataset_info.json").write_text(json.dumps({**info, "config_name": config_name}))
+
+
 def test_offline_switch_still_reads_the_local_hub_cache(tmp_path, monkeypatch):
-    local = _wikitext_like(tmp_path)
-    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **k: local)
-    assert len(load_corpus("wikitext-103", verbose=False)["validation"]) == 2
+    """Catches: an offline switch that refuses a Hub corpus already in the local datasets cache (a learner who
+    downloaded WikiText once and then went offline). The cache is real: files in the layout a download leaves,
+    read by datasets' own cache loader, with the network switched off; nothing is mocked."""
+    import datasets.config
+
+    cache = tmp_path / "hf-datasets"
+    _hub_cache_of(_wikitext_like(tmp_path), "Salesforce/wikitext", "wikitext-103-raw-v1", cache)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "course-data"))
+    corpus = load_corpus("wikitext-103", verbose=False)
+    assert "= Tropical Storm Ana =\nAna formed in April ." in corpus["validation"]["text"][-1]
+    assert len(corpus["validation"]) == 2  # two articles, grouped from the cached rows
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", empty)
+    with pytest.raises(data.OfflineError, match="Hugging Face Hub"):  # without the cache: the one-line fix
+        load_corpus("wikitext-103", verbose=False)
 
 
 # ------------------------------------------------------------------------------------------ local files

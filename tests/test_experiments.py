@@ -73,13 +73,15 @@ def test_too_few_blocks_is_a_clear_error(setting):
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu"])
 def test_cached_results_come_from_the_current_settings(scale):
-    """Catches: a committed result that no longer matches the experiment's settings (the notebook would show a run
-    that the code no longer makes), or one that lacks a seed or the command that made it."""
+    """Catches: a committed result that no longer matches the experiment's settings or the recipe of the model it
+    trains (the notebook would show a run that the code no longer makes: changing the cpu recipe's dropout makes it
+    fail), or one that lacks a seed or the command that made it."""
     result = experiments.load_result(scale)
     assert result is not None, f"run `python -m roberta_from_scratch.experiments static-vs-dynamic --scale {scale}`"
     full = experiments.MASKING[scale]["full"]
     expected = {**asdict(full), "steps": full.steps}
     assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in expected.items()} == result["settings"]
+    assert result.get("recipe") == experiments.recipe_dict(scale), "the model's recipe changed since the run"
     for arm in ("dynamic", "static"):
         assert [run["seed"] for run in result["runs"][arm]] == list(full.seeds)
         assert all(run["eval"][-1]["step"] == full.steps for run in result["runs"][arm])
@@ -123,7 +125,8 @@ def classification(python_docs, tmp_path_factory):
     tokenizer = ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:400], vocab_size=400)
     names = topics["train"].features["label"].names
     config = RobertaConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, num_attention_heads=2,
-                                       intermediate_size=64, max_position_embeddings=34)
+                                       intermediate_size=64, max_position_embeddings=34,
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # as at cpu
     torch.manual_seed(0)
     encoder = RobertaForMaskedLM(config)
     with torch.no_grad():  # far from the initialisation, so that 'pretrained' and 'random' really differ
@@ -165,6 +168,23 @@ def test_bag_of_words_counts_tokens(classification):
     expected[0, [0, 5, 7, 2]] = torch.tensor([1.0, 2.0, 1.0, 1.0])
     expected[1, [0, 2]] = 1.0
     torch.testing.assert_close(features, torch.log1p(expected), rtol=0, atol=0)
+
+
+def test_every_finetuning_arm_trains_with_robertas_dropout(classification):
+    """Catches: finetuning that inherits the dropout of 0 that the cpu scale pretrains with (the fixture's encoder is
+    saved without dropout, like notebook 05's at the cpu scale): every arm must train with RoBERTa's 0.1 in its
+    hidden states, its attention and its head, or notebook 06's seeds differ only in their head's start."""
+    from roberta_from_scratch.attention import MultiHeadSelfAttention
+    from roberta_from_scratch.config import RobertaConfig
+
+    pretrained_dir, tokenizer, names, train, validation, test = classification
+    assert RobertaConfig.load(pretrained_dir).hidden_dropout_prob == 0.0
+    settings = experiments.FinetuneExperiment(seeds=(0,), epochs=1, batch_size=8, min_steps=1)
+    for arm in ("pretrained", "random", "probe"):
+        model, _ = experiments.finetune_arm(arm, pretrained_dir, len(names), train[:8], validation[:8], 1e-4, 0,
+                                            settings, tokenizer.pad_token_id)
+        assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}, arm
+        assert {m.dropout for m in model.modules() if isinstance(m, MultiHeadSelfAttention)} == {0.1}, arm
 
 
 def test_the_sweep_keeps_the_validation_argmax_and_the_curve_reuses_it(classification):
@@ -210,12 +230,14 @@ def test_the_sweep_keeps_the_validation_argmax_and_the_curve_reuses_it(classific
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu"])
 def test_cached_finetuning_results_come_from_the_current_settings(scale):
-    """Catches: notebook 06 showing a sweep that the code no longer makes (other rates, seeds or fractions), a kept
-    rate that is not the validation argmax, or a result without the command that made it."""
+    """Catches: notebook 06 showing a sweep that the code no longer makes (other rates, seeds or fractions, or a
+    pretrained model of another recipe), a kept rate that is not the validation argmax, or a result without the
+    command that made it."""
     result = experiments.load_finetuning_result(scale)
     assert result is not None, f"run `python -m roberta_from_scratch.experiments finetuning --scale {scale}`"
     full = experiments.FINETUNING[scale]["full"]
     assert result["settings"] == experiments.settings_dict(full)
+    assert result.get("recipe") == experiments.recipe_dict(scale), "the pretrained model's recipe changed since the run"
     for arm, lrs in full.lrs:
         assert set(result["sweep"][arm]) == {repr(lr) for lr in lrs}
         means = {lr: sum(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)]) for lr in lrs}

@@ -428,3 +428,20 @@ def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_
     with pytest.raises(SystemExit, match="batch_size=10 is not a multiple of micro_batch_size=4"):
         pretrain.main(["--scale", "smoke", "--batch-size", "10", "--micro-batch-size", "4", "--output-dir",
                        str(tmp_path / "out")])
+
+
+def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
+    """Catches: a recipe's dropout (0 at the cpu scale) that never reaches the model the command trains and saves,
+    and a --dropout option that does not override it."""
+    import dataclasses
+
+    from roberta_from_scratch import pretrain
+    from roberta_from_scratch.config import RobertaConfig
+
+    short = dataclasses.replace(pretrain.RECIPES["smoke"], dropout=0.0, steps=2, warmup_steps=1, eval_every=2)
+    monkeypatch.setitem(pretrain.RECIPES, "smoke", short)
+    for argv, expected in (([], 0.0), (["--dropout", "0.2"], 0.2)):
+        out = tmp_path / f"run{expected}"
+        pretrain.main(["--scale", "smoke", "--output-dir", str(out), "--no-progress", *argv])
+        config = RobertaConfig.load(out / "final")
+        assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (expected, expected)
