@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit notebooks-test notebooks execute assignments bench browser-deps clean
+.PHONY: lab test unit notebooks-test test-colab test-min notebooks execute assignments bench browser-deps clean
 
 # Create .venv and install the package with everything the course and its tests need. A torch already in .venv
 # (for example a CPU-only build installed first) is kept: the package asks only for a lower bound.
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 
+# JupyterLab is an extra (Colab does not use it): installed into .venv on the first `make lab`.
+$(VENV)/.lab: $(STAMP)
+	$(BIN)/python -m pip install -e ".[lab]"
+	touch $@
+
 # As root (a container), Jupyter refuses to start without --allow-root.
-lab: $(STAMP)
+lab: $(VENV)/.lab
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: unit notebooks-test
@@ -28,6 +33,40 @@ unit: $(STAMP)
 
 notebooks-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_OPTS) notebooks/
+
+# The torch that the second and third environments start from (CI: the CPU build, `TORCH_SPEC=torch==2.13.0`).
+TORCH_SPEC ?= torch
+CONSTRAINTS := $(PYTHON) tools/constraints.py
+
+# Colab's versions (tools/colab-constraints.txt, from Colab's published package list; torch excepted): an
+# environment holding what Colab has of everything the package and the kernel stack need (installed under the
+# constraints, then everything Colab lacks removed again), then the package installed as the setup cell does (no
+# constraints: only what is missing), a check that this changed none of Colab's versions, and every notebook at
+# the smoke scale under nbval.
+COLAB_VENV := .venv-colab
+COLAB := tools/colab-constraints.txt
+test-colab:
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) "$(TORCH_SPEC)"
+	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) . $$($(CONSTRAINTS) names $(COLAB) pyproject.toml)
+	$(COLAB_VENV)/bin/python -m pip uninstall -q -y $$($(COLAB_VENV)/bin/python tools/constraints.py foreign $(COLAB))
+	$(COLAB_VENV)/bin/python -m pip install -q .
+	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) nbval
+	$(COLAB_VENV)/bin/python tools/constraints.py check $(COLAB)
+	RFS_DATA_DIR=$(CURDIR)/data $(TEST_ENV) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider $(NBVAL_OPTS) notebooks/
+
+# The lowest versions pyproject.toml allows (torch excepted): the unit tests of the code that calls the data,
+# tokenizer, model and plotting libraries.
+MIN_VENV := .venv-min
+MIN_TESTS := tests/test_data.py tests/test_tokenizer.py tests/test_model.py tests/test_attention.py \
+	tests/test_masking.py tests/test_viz.py tests/test_files.py tests/test_settings.py
+test-min:
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(CONSTRAINTS) lowest pyproject.toml > $(MIN_VENV)/lowest.txt
+	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/lowest.txt . pytest hypothesis
+	$(MIN_VENV)/bin/python tools/constraints.py check $(MIN_VENV)/lowest.txt
+	$(TEST_ENV) $(MIN_VENV)/bin/python -m pytest -p no:cacheprovider -rs $(MIN_TESTS)
 
 # The browser test's JavaScript (the versions bertviz asks its CDN for), fetched once from the npm registry, so that
 # the test itself installs nothing and needs no network. .ci/run calls it; without npm the test is skipped.
@@ -59,4 +98,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py --preset tiny --device cpu
 
 clean:
-	rm -rf $(VENV) data/cache .pytest_cache
+	rm -rf $(VENV) $(COLAB_VENV) $(MIN_VENV) data/cache .pytest_cache

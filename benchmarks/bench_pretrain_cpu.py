@@ -18,7 +18,6 @@ import torch
 from results import dense_head_model, machine_line, write_section
 
 from roberta_from_scratch import load_corpus
-from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.packing import pack_dataset
 from roberta_from_scratch.hub import to_hf_state_dict
 from roberta_from_scratch.masking import DataCollatorForMLM
@@ -39,8 +38,7 @@ def main() -> None:
     corpus = load_corpus(verbose=False)
     train = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
     held_out = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
-    config = RobertaConfig.from_preset(recipe.preset, vocab_size=tokenizer.vocab_size,
-                                       max_position_embeddings=recipe.seq_len + 2)
+    config = recipe.model_config(tokenizer.vocab_size)  # dropout as the recipe says, for both models
 
     def model(name):
         torch.manual_seed(0)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 # name: (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size)
 PRESETS: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (128, 2, 2, 512),  # tests and the smoke scale
-    "mini": (256, 4, 4, 1024),  # a laptop CPU in minutes
+    "tiny": (128, 2, 2, 512),  # tests, the smoke and the cpu scales
+    "mini": (256, 4, 4, 1024),  # the next size up (notebook 05, section 9, times both)
     "small": (512, 4, 8, 2048),  # a free Colab T4 in half an hour
     "base": (768, 12, 12, 3072),  # roberta-base: 124,697,433 parameters with the MLM head
     "large": (1024, 24, 16, 4096),  # roberta-large

@@ -2,7 +2,9 @@
 
 ``REPOSITORY`` is the one setting behind every "Open in Colab" badge and every Colab install. A fork changes it
 here and runs ``make notebooks`` (``python -m roberta_from_scratch.course sync``), which rewrites the badge and the
-setup cell of every notebook; a test checks that they agree with this file.
+setup cell of every notebook; a test checks that they agree with this file. The setup cell installs the release
+the notebook was written for, ``RELEASE`` (the tag of the package's version, ``v{__version__}``), not the branch
+head: a student version handed out in week 1 installs the same package in week 10.
 
 The course map is kept here too, so the README's table and the tour notebook show the same thing
 (``python -m roberta_from_scratch.course map`` prints the table; a test checks the README holds it).
@@ -16,8 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import __version__
+
 REPOSITORY = "roberta-from-scratch/roberta-from-scratch"  # GitHub owner/name
-BRANCH = "main"
+BRANCH = "main"  # where the badges open the notebooks
+RELEASE = f"v{__version__}"  # the git tag the setup cells install: cut a release to move it (README, maintainers)
 NOTEBOOK_DIR = "notebooks"
 ASSIGNMENT_DIR = "assignments"  # the student versions (python -m roberta_from_scratch.assignments)
 
@@ -50,7 +55,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "12.5", NOT_MEASURED)),
+            ("0.7", "9.7", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
             ("0.5", "3.9", NOT_MEASURED)),
@@ -73,16 +78,23 @@ def badge(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH, fol
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 
-def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
-    """The second cell of every notebook: install in Colab (never touching its torch), report everywhere."""
-    return f'''# Setup. In Colab: install the package (Colab's torch is kept). Everywhere: print versions, device, scale.
+def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH, release: str = RELEASE) -> str:
+    """The second cell of every notebook: in Colab, install the release this notebook was written for (only what
+    Colab lacks; its torch is kept), else the branch head with a warning; everywhere, report versions and scale."""
+    return f'''# Setup. In Colab: install the package release this notebook was written for (Colab's torch is kept).
+# Everywhere: print versions, device, scale.
 import subprocess
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "roberta-from-scratch @ git+https://github.com/{repository}@{branch}"])
+    def install(ref):
+        return subprocess.call([sys.executable, "-m", "pip", "install", "-q",
+                                f"roberta-from-scratch @ git+https://github.com/{repository}@{{ref}}"])
+    if install("{release}") != 0:
+        print("release {release} not found: installing the branch head, which may not match this notebook")
+        if install("{branch}") != 0:
+            raise RuntimeError("could not install roberta-from-scratch: see pip's message above")
 
 from roberta_from_scratch.settings import describe_environment
 
@@ -105,7 +117,7 @@ def notebook_text(nb) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH) -> bool:
+def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH, release: str = RELEASE) -> bool:
     """Rewrite the badge in the first cell and the whole setup cell; return whether the file changed."""
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
@@ -114,7 +126,7 @@ def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH
     wanted = badge(path.name, repository, branch)
     first = _BADGE.sub(wanted, first) if _BADGE.search(first) else first.rstrip("\n") + "\n\n" + wanted
     cells[0]["source"] = first.splitlines(keepends=True)
-    setup = setup_cell(repository, branch)
+    setup = setup_cell(repository, branch, release)
     if len(cells) > 1 and cells[1]["cell_type"] == "code" and "describe_environment" in "".join(cells[1]["source"]):
         cells[1]["source"] = setup.splitlines(keepends=True)
     else:

@@ -329,7 +329,6 @@ def course_classification(scale_name: str):
 
 def course_setting(scale_name: str):
     """The tokenizer, model config, collator and blocks of notebook 05 at this scale."""
-    from .config import RobertaConfig
     from .data import load_corpus
     from .packing import pack_dataset
     from .masking import DataCollatorForMLM
@@ -341,10 +340,7 @@ def course_setting(scale_name: str):
     corpus = load_corpus()
     train_blocks = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
     eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
-    config = RobertaConfig.from_preset(recipe.preset, vocab_size=tokenizer.vocab_size,
-                                       max_position_embeddings=recipe.seq_len + 2,
-                                       hidden_dropout_prob=recipe.dropout, attention_probs_dropout_prob=recipe.dropout)
-    return tokenizer, config, DataCollatorForMLM(tokenizer), train_blocks, eval_blocks
+    return tokenizer, recipe.model_config(tokenizer.vocab_size), DataCollatorForMLM(tokenizer), train_blocks, eval_blocks
 
 
 def recipe_dict(scale_name: str) -> dict:

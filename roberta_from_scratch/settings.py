@@ -42,6 +42,16 @@ class PretrainRecipe:
     eval_every: int
     dropout: float = 0.1  # hidden and attention dropout while pretraining (RoBERTa: 0.1); finetuning puts 0.1 back
 
+    def model_config(self, vocab_size: int):
+        """The RobertaConfig this recipe trains, for a tokenizer of ``vocab_size`` tokens."""
+        from .config import RobertaConfig
+
+        width = {} if self.hidden_size is None else {"hidden_size": self.hidden_size,
+                                                     "intermediate_size": 4 * self.hidden_size}
+        return RobertaConfig.from_preset(self.preset, vocab_size=vocab_size, max_position_embeddings=self.seq_len + 2,
+                                         hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout,
+                                         **width)
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -70,7 +80,7 @@ SCALES: dict[str, Scale] = {
                    PretrainRecipe("tiny", None, 512, 64, 16, 2e-3, 30, 3, 15), finetune_epochs=2, finetune_lr=3e-4),
     "cpu": Scale("cpu", "a laptop without a GPU: each notebook at most 10 minutes on 2 cores", 10, 8000,
                  # dropout off: a 0.9M-parameter model seeing each block 22 times with fresh masks underfits, and
-                 # on 2 cores dropout costs a quarter of each step (notebook 05 prints both)
+                 # on 2 cores dropout adds about a fifth to each step (notebook 05 prints both)
                  PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325, dropout=0.0), finetune_epochs=10,
                  finetune_lr=3e-3),  # full finetuning's rate in notebook 06's sweep (results/finetuning-cpu.json)
     "gpu": Scale("gpu", "a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes", 30, 16000,

@@ -231,7 +231,7 @@ def test_offline_switch_still_reads_the_local_hub_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hf-datasets"
     _hub_cache_of(_wikitext_like(tmp_path), "Salesforce/wikitext", "wikitext-103-raw-v1", cache)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    assert hub.offline_switch() is not None  # conftest sets HF_HUB_OFFLINE=1 before datasets is imported
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "course-data"))
     corpus = load_corpus("wikitext-103", verbose=False)
     assert "= Tropical Storm Ana =\nAna formed in April ." in corpus["validation"]["text"][-1]

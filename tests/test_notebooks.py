@@ -73,10 +73,12 @@ def test_sync_is_idempotent_and_follows_the_repository_setting(tmp_path):
     copy = tmp_path / NOTEBOOKS[0].name
     shutil.copy(NOTEBOOKS[0], copy)
     assert course.sync_notebook(copy) is False  # committed notebooks are in sync
-    assert course.sync_notebook(copy, repository="someone/fork", branch="dev") is True
+    assert course.sync_notebook(copy, repository="someone/fork", branch="dev", release="v9.9.9") is True
     nb = json.loads(copy.read_text())
     assert "github/someone/fork/blob/dev/notebooks/00_course_tour.ipynb" in "".join(nb["cells"][0]["source"])
-    assert "git+https://github.com/someone/fork@dev" in "".join(nb["cells"][1]["source"])
+    setup = "".join(nb["cells"][1]["source"])
+    assert "git+https://github.com/someone/fork@{ref}" in setup and 'install("v9.9.9")' in setup
+    assert 'install("dev")' in setup  # the fallback while the release is not tagged
     assert len(nb["cells"]) == len(json.loads(NOTEBOOKS[0].read_text())["cells"])  # replaced, not added
 
 
@@ -138,3 +140,20 @@ def test_the_prose_figure_rule_can_fail():
     assert unsourced_figures(notebook_with("The run reached 26.9%.", "accuracy 26.9%")) == []
     assert unsourced_figures(notebook_with("RoBERTa reached 94.8 (fairseq's README).", "")) == []
     assert unsourced_figures(notebook_with("Use `lr=0.001` and $\\beta = 0.98$.", "")) == []
+
+
+def test_every_notebook_installs_the_release_of_its_package():
+    """Catches: a notebook (course or student version) whose Colab setup installs another version of the package
+    than the one it sits beside (the branch head, or a release left behind when the version was bumped without
+    `make notebooks`), and a version stated differently in the package and in pyproject.toml."""
+    import roberta_from_scratch
+
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert roberta_from_scratch.__version__ == version
+    assert course.RELEASE == f"v{version}"
+    students = sorted((ROOT / course.ASSIGNMENT_DIR).glob("*.ipynb"))
+    assert students
+    for path in [*NOTEBOOKS, *students]:
+        setup = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][1]["source"])
+        assert f'install("{course.RELEASE}")' in setup, path.name
+        assert re.findall(r'install\("([^"]+)"\)', setup) == [course.RELEASE, course.BRANCH], path.name

@@ -1,5 +1,6 @@
 """The project's own promises: dependencies stated once, the README's commands, CI, the course map."""
 
+import json
 import re
 import sys
 
@@ -40,7 +41,8 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject(pyproject):
     conda, pip = [], []
     for dep in env["dependencies"]:
         (pip.extend(dep["pip"]) if isinstance(dep, dict) else conda.append(dep))
-    declared = _parse(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["test"])
+    extras = pyproject["project"]["optional-dependencies"]
+    declared = _parse(pyproject["project"]["dependencies"] + extras["lab"] + extras["test"])
     in_env = _parse([d for d in conda if not d.startswith(("python", "pip"))] + [d for d in pip if d != "-e ."])
     assert in_env == declared
     assert "-e ." in pip and "conda-forge" in env["channels"]
@@ -49,11 +51,28 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject(pyproject):
 
 
 def test_dependencies_are_lower_bounds_not_pins(pyproject):
-    specs = _parse(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["test"])
+    extras = pyproject["project"]["optional-dependencies"]
+    specs = _parse(pyproject["project"]["dependencies"] + extras["lab"] + extras["test"])
     for name in ("torch", "matplotlib", "tqdm", "datasets", "safetensors", "huggingface-hub", "regex", "bertviz",
                  "jupyterlab", "pytest", "nbval", "hypothesis", "transformers"):
         assert specs.get(name, "").startswith(">="), (name, specs.get(name))
     assert not any("==" in s or "<" in s for s in specs.values()), specs
+
+
+def test_the_runtime_install_is_lean(pyproject):
+    """Catches: JupyterLab, nbgrader or the test tools back among what every Colab learner installs (the setup cell
+    installs the runtime dependencies), and a library the notebooks import missing from them."""
+    runtime = set(_parse(pyproject["project"]["dependencies"]))
+    assert not runtime & {"jupyterlab", "notebook", "nbgrader", "pytest", "nbval", "hypothesis", "scikit-learn"}
+    imported = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                imported |= set(re.findall(r"^\s*(?:from|import) ([A-Za-z_]\w*)", "".join(cell["source"]), re.M))
+    third_party = imported - set(sys.stdlib_module_names) - {"roberta_from_scratch", "IPython"}
+    distribution = {"sklearn": "scikit-learn", "yaml": "pyyaml"}  # import names that differ from the PyPI ones
+    missing = {distribution.get(m, m) for m in third_party} - runtime - {"numpy"}  # numpy: torch's and matplotlib's
+    assert not missing, f"the notebooks import {sorted(missing)}, which the runtime dependencies do not name"
 
 
 def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_test_one():
@@ -89,3 +108,29 @@ def test_data_card_describes_every_corpus():
         assert f"`{name}`" in card, name
     for source in [*HUB_CORPORA.values(), *HUB_CLASSIFICATION.values()]:
         assert source.path in card
+
+
+def test_ci_runs_the_colab_and_the_lowest_versions():
+    """Catches: the Colab-versions and lowest-versions runs dropped from CI; Colab constraints that pin torch's CUDA
+    build (no CPU machine can install it) or lost Colab's transformers, datasets and kernel stack; lowest pins that
+    do not follow pyproject.toml's bounds."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import constraints
+    finally:
+        sys.path.pop(0)
+    ci = (ROOT / ".ci" / "run").read_text()
+    for target in ("test-colab", "test-min"):
+        assert re.search(rf"^make {target} TORCH_SPEC=\S+$", ci, flags=re.M), target
+    pins = constraints.parse_pins((ROOT / "tools" / "colab-constraints.txt").read_text())
+    assert (pins["transformers"], pins["datasets"], pins["ipython"], pins["ipykernel"]) == \
+        ("5.15.0", "4.0.0", "7.34.0", "6.17.1")
+    assert not [name for name in pins if constraints.UNPINNED.match(name)]
+    assert not [version for version in pins.values() if "+" in version]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    lows = dict(pin.split("==") for pin in constraints.lowest(pyproject))
+    declared = _parse(constraints.runtime_dependencies(pyproject))
+    assert {name: f">={version}" for name, version in lows.items()} == \
+        {name: spec for name, spec in declared.items() if name != "torch"}
+    names = constraints.names((ROOT / "tools" / "colab-constraints.txt").read_text(), pyproject)
+    assert {"transformers", "datasets", "ipykernel", "ipython"} <= set(names) and "bertviz" not in names
