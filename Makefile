@@ -34,7 +34,8 @@ unit: $(STAMP)
 notebooks-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_OPTS) notebooks/
 
-# The torch that the second and third environments start from (CI: the CPU build, `TORCH_SPEC=torch==2.13.0`).
+# The torch that the second and third environments start from, as pip arguments (CI: its CPU build,
+# `TORCH_SPEC=torch==2.13.0`; elsewhere for example `TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"`).
 TORCH_SPEC ?= torch
 CONSTRAINTS := $(PYTHON) tools/constraints.py
 
@@ -47,13 +48,16 @@ COLAB_VENV := .venv-colab
 COLAB := tools/colab-constraints.txt
 test-colab:
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) "$(TORCH_SPEC)"
-	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) . $$($(CONSTRAINTS) names $(COLAB) pyproject.toml)
-	$(COLAB_VENV)/bin/python -m pip uninstall -q -y $$($(COLAB_VENV)/bin/python tools/constraints.py foreign $(COLAB))
+	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) $(TORCH_SPEC)
+	$(CONSTRAINTS) names $(COLAB) pyproject.toml > $(COLAB_VENV)/colab-has.txt
+	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) . -r $(COLAB_VENV)/colab-has.txt
+	$(COLAB_VENV)/bin/python tools/constraints.py foreign $(COLAB) > $(COLAB_VENV)/colab-lacks.txt
+	test ! -s $(COLAB_VENV)/colab-lacks.txt || $(COLAB_VENV)/bin/python -m pip uninstall -q -y -r $(COLAB_VENV)/colab-lacks.txt
 	$(COLAB_VENV)/bin/python -m pip install -q .
 	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) nbval
 	$(COLAB_VENV)/bin/python tools/constraints.py check $(COLAB)
-	RFS_DATA_DIR=$(CURDIR)/data $(TEST_ENV) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider $(NBVAL_OPTS) notebooks/
+	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(TEST_ENV) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider \
+		$(NBVAL_OPTS) notebooks/; status=$$?; rm -rf $$data; exit $$status
 
 # The lowest versions pyproject.toml allows (torch excepted): the unit tests of the code that calls the data,
 # tokenizer, model and plotting libraries.
@@ -62,7 +66,7 @@ MIN_TESTS := tests/test_data.py tests/test_tokenizer.py tests/test_model.py test
 	tests/test_masking.py tests/test_viz.py tests/test_files.py tests/test_settings.py
 test-min:
 	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(MIN_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
 	$(CONSTRAINTS) lowest pyproject.toml > $(MIN_VENV)/lowest.txt
 	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/lowest.txt . pytest hypothesis
 	$(MIN_VENV)/bin/python tools/constraints.py check $(MIN_VENV)/lowest.txt

@@ -22,7 +22,9 @@ from . import __version__
 
 REPOSITORY = "roberta-from-scratch/roberta-from-scratch"  # GitHub owner/name
 BRANCH = "main"  # where the badges open the notebooks
-RELEASE = f"v{__version__}"  # the git tag the setup cells install: cut a release to move it (README, maintainers)
+# The git tag the setup cells install: the release of this version. A development version (0.2.0.dev0, the state
+# of main between releases) has no tag, so its setup cells install the branch head. README: cutting a release.
+RELEASE = None if ".dev" in __version__ else f"v{__version__}"
 NOTEBOOK_DIR = "notebooks"
 ASSIGNMENT_DIR = "assignments"  # the student versions (python -m roberta_from_scratch.assignments)
 
@@ -78,23 +80,34 @@ def badge(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH, fol
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 
-def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH, release: str = RELEASE) -> str:
+def setup_cell(repository: str = REPOSITORY, branch: str = BRANCH, release: str | None = RELEASE) -> str:
     """The second cell of every notebook: in Colab, install the release this notebook was written for (only what
-    Colab lacks; its torch is kept), else the branch head with a warning; everywhere, report versions and scale."""
-    return f'''# Setup. In Colab: install the package release this notebook was written for (Colab's torch is kept).
+    Colab lacks; its torch is kept), or the branch head for a development version or while the release's tag is not
+    pushed yet; everywhere, report versions and scale."""
+    url = f"https://github.com/{repository}"
+    if release is None:
+        install = f'''    install("{branch}")  # a development version: the branch head'''
+    else:
+        install = f'''    tagged = subprocess.run(["git", "ls-remote", "--exit-code", "--tags", REPO, "refs/tags/{release}"],
+                            capture_output=True).returncode == 0
+    if not tagged:
+        print("release {release} is not tagged yet: installing the branch head, which may not match this notebook")
+    install("{release}" if tagged else "{branch}")'''
+    return f'''# Setup. In Colab: install the package this notebook was written for (Colab's torch is kept).
 # Everywhere: print versions, device, scale.
 import subprocess
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:
+    REPO = "{url}"
+
     def install(ref):
-        return subprocess.call([sys.executable, "-m", "pip", "install", "-q",
-                                f"roberta-from-scratch @ git+https://github.com/{repository}@{{ref}}"])
-    if install("{release}") != 0:
-        print("release {release} not found: installing the branch head, which may not match this notebook")
-        if install("{branch}") != 0:
-            raise RuntimeError("could not install roberta-from-scratch: see pip's message above")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"roberta-from-scratch @ git+{{REPO}}@{{ref}}"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not install roberta-from-scratch @ {{ref}}:\\n{{done.stderr[-3000:]}}")
+{install}
 
 from roberta_from_scratch.settings import describe_environment
 
@@ -117,7 +130,8 @@ def notebook_text(nb) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH, release: str = RELEASE) -> bool:
+def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH,
+                  release: str | None = RELEASE) -> bool:
     """Rewrite the badge in the first cell and the whole setup cell; return whether the file changed."""
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)

@@ -77,8 +77,8 @@ def test_sync_is_idempotent_and_follows_the_repository_setting(tmp_path):
     nb = json.loads(copy.read_text())
     assert "github/someone/fork/blob/dev/notebooks/00_course_tour.ipynb" in "".join(nb["cells"][0]["source"])
     setup = "".join(nb["cells"][1]["source"])
-    assert "git+https://github.com/someone/fork@{ref}" in setup and 'install("v9.9.9")' in setup
-    assert 'install("dev")' in setup  # the fallback while the release is not tagged
+    assert 'REPO = "https://github.com/someone/fork"' in setup and "git+{REPO}@{ref}" in setup
+    assert 'install("v9.9.9" if tagged else "dev")' in setup  # the branch only while the release is not tagged
     assert len(nb["cells"]) == len(json.loads(NOTEBOOKS[0].read_text())["cells"])  # replaced, not added
 
 
@@ -144,16 +144,50 @@ def test_the_prose_figure_rule_can_fail():
 
 def test_every_notebook_installs_the_release_of_its_package():
     """Catches: a notebook (course or student version) whose Colab setup installs another version of the package
-    than the one it sits beside (the branch head, or a release left behind when the version was bumped without
-    `make notebooks`), and a version stated differently in the package and in pyproject.toml."""
+    than the one it sits beside (the branch head for a release, or a release left behind when the version was
+    bumped without `make notebooks`), and a version stated differently in the package and in pyproject.toml."""
     import roberta_from_scratch
 
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     assert roberta_from_scratch.__version__ == version
-    assert course.RELEASE == f"v{version}"
+    assert course.RELEASE == (None if ".dev" in version else f"v{version}")
+    wanted = (f'install("{course.RELEASE}" if tagged else "{course.BRANCH}")' if course.RELEASE
+              else f'install("{course.BRANCH}")')
     students = sorted((ROOT / course.ASSIGNMENT_DIR).glob("*.ipynb"))
     assert students
     for path in [*NOTEBOOKS, *students]:
         setup = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][1]["source"])
-        assert f'install("{course.RELEASE}")' in setup, path.name
-        assert re.findall(r'install\("([^"]+)"\)', setup) == [course.RELEASE, course.BRANCH], path.name
+        assert wanted in setup, path.name
+        assert len(re.findall(r"(?<!def )install\(", setup)) == 1, path.name
+
+
+@pytest.mark.parametrize("tag_exists, pip_fails", [(True, False), (False, False), (True, True)])
+def test_the_colab_setup_installs_the_release_and_falls_back_only_for_a_missing_tag(tag_exists, pip_fails,
+                                                                                    monkeypatch, capsys):
+    """Catches: a setup cell that installs the branch head when the release is tagged, that falls back to the
+    branch on any failure (a network error or a dependency conflict would then install the wrong code), or that
+    hides pip's error. Runs the cell's Colab branch with git and pip replaced by stand-ins."""
+    import subprocess
+    import sys
+    import types
+
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        if argv[0] == "git":
+            return types.SimpleNamespace(returncode=0 if tag_exists else 2, stderr="")
+        return types.SimpleNamespace(returncode=1 if pip_fails else 0, stderr="ERROR: ResolutionImpossible")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    cell = course.setup_cell(release="v9.9.9").split("from roberta_from_scratch.settings")[0]
+    if pip_fails:
+        with pytest.raises(RuntimeError, match="could not install roberta-from-scratch @ v9.9.9:\nERROR: Resol"):
+            exec(cell, {})
+        return
+    exec(cell, {})
+    installed = [argv[-1] for argv in calls if argv[0] == sys.executable]
+    ref = "v9.9.9" if tag_exists else course.BRANCH
+    assert installed == [f"roberta-from-scratch @ git+https://github.com/{course.REPOSITORY}@{ref}"]
+    assert ("not tagged yet" in capsys.readouterr().out) is (not tag_exists)
