@@ -60,7 +60,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
             ("0.7", "9.7", NOT_MEASURED)),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
-            ("0.5", "3.9", NOT_MEASURED)),
+            ("0.5", "4.1", NOT_MEASURED)),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
             "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",

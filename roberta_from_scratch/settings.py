@@ -82,7 +82,7 @@ SCALES: dict[str, Scale] = {
                  # dropout off: a 0.9M-parameter model seeing each block 22 times with fresh masks underfits, and
                  # on 2 cores dropout adds about a fifth to each step (notebook 05 prints both)
                  PretrainRecipe("tiny", None, 4000, 64, 64, 3e-3, 2600, 130, 325, dropout=0.0), finetune_epochs=10,
-                 finetune_lr=3e-3),  # full finetuning's rate in notebook 06's sweep (results/finetuning-cpu.json)
+                 finetune_lr=1e-3),  # full finetuning's rate in notebook 06's sweep (results/finetuning-cpu.json)
     "gpu": Scale("gpu", "a free Colab T4 (16 GB, fp16): each notebook at most 30 minutes", 30, 16000,
                  PretrainRecipe("small", None, 16000, 128, 128, 1e-3, 2000, 100, 250), finetune_epochs=10,
                  finetune_lr=1e-4),

@@ -432,7 +432,7 @@ def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_
 
 def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
     """Catches: a recipe's dropout (0 at the cpu scale) that never reaches the model the command trains and saves,
-    and a --dropout option that does not override it."""
+    and a --dropout option that does not override it (the second run takes a single step)."""
     import dataclasses
 
     from roberta_from_scratch import pretrain
@@ -440,7 +440,7 @@ def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
 
     short = dataclasses.replace(pretrain.RECIPES["smoke"], dropout=0.0, steps=2, warmup_steps=1, eval_every=2)
     monkeypatch.setitem(pretrain.RECIPES, "smoke", short)
-    for argv, expected in (([], 0.0), (["--dropout", "0.2"], 0.2)):
+    for argv, expected in (([], 0.0), (["--dropout", "0.2", "--steps", "1", "--eval-every", "1"], 0.2)):
         out = tmp_path / f"run{expected}"
         pretrain.main(["--scale", "smoke", "--output-dir", str(out), "--no-progress", *argv])
         config = RobertaConfig.load(out / "final")
