@@ -86,7 +86,7 @@ def main() -> None:
              "only (an algorithmic saving), the second on every position as transformers does (equal work per "
              "step). The cpu recipe: preset "
              f"{recipe.preset}, vocabulary {tokenizer.vocab_size:,}, blocks of {recipe.seq_len}, batch "
-             f"{recipe.batch_size}, lr {recipe.lr:g}, linear warm-up (5%) and decay, fp32. "
+             f"{recipe.batch_size}, lr {recipe.lr:g}, dropout {recipe.dropout:g}, linear warm-up (5%) and decay, fp32. "
              f"{machine_line(transformers=transformers.__version__)}"]
     table = "\n".join(rows)
     write_section("pretraining, equal wall-clock, cpu", table)
