@@ -17,6 +17,7 @@ alone prints, checkpoints and writes the final model; ``--resume`` works with an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -108,7 +109,6 @@ def training_config(args: argparse.Namespace, recipe):
 
 def run(args: argparse.Namespace):
     from . import load_corpus
-    from .config import RobertaConfig
     from .packing import pack_dataset
     from .masking import DataCollatorForMLM
     from .model import RobertaForMaskedLM
@@ -122,28 +122,24 @@ def run(args: argparse.Namespace):
         check_output_dir(args.output_dir, args.resume, args.overwrite)
 
     recipe = RECIPES[args.scale or get_scale().name]
-    preset, hidden = pick(args.preset, recipe.preset), pick(args.hidden_size, recipe.hidden_size)
-    vocab_size, seq_len = pick(args.vocab_size, recipe.vocab_size), pick(args.seq_len, recipe.seq_len)
+    recipe = dataclasses.replace(  # the command line's choices replace the recipe's
+        recipe, preset=pick(args.preset, recipe.preset), hidden_size=pick(args.hidden_size, recipe.hidden_size),
+        vocab_size=pick(args.vocab_size, recipe.vocab_size), seq_len=pick(args.seq_len, recipe.seq_len),
+        dropout=pick(args.dropout, recipe.dropout))
     torch.manual_seed(args.seed)  # the same initial weights in every process
     try:  # settings that fit no run: their own message, before any work
         cfg = training_config(args, recipe)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     with main_first():  # rank 0 builds the caches, the others read them
-        tokenizer = course_tokenizer(vocab_size, verbose=rank.is_main)
+        tokenizer = course_tokenizer(recipe.vocab_size, verbose=rank.is_main)
         corpus = load_corpus(args.corpus, verbose=rank.is_main)
-        train_blocks = list(pack_dataset(corpus["train"], tokenizer, seq_len)["input_ids"])
-        eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, seq_len)["input_ids"])
-    width = {} if hidden is None else {"hidden_size": hidden, "intermediate_size": 4 * hidden}
-    if args.layers is not None:
-        width["num_hidden_layers"] = args.layers
-    if args.heads is not None:
-        width["num_attention_heads"] = args.heads
-    dropout = pick(args.dropout, recipe.dropout)
-    width.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        train_blocks = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
+        eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
+    shape = {key: value for key, value in (("num_hidden_layers", args.layers), ("num_attention_heads", args.heads))
+             if value is not None}
     try:
-        config = RobertaConfig.from_preset(preset, vocab_size=tokenizer.vocab_size,
-                                           max_position_embeddings=seq_len + 2, **width)
+        config = recipe.model_config(tokenizer.vocab_size, **shape)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     trainer = Trainer(RobertaForMaskedLM(config), train_blocks, DataCollatorForMLM(tokenizer), cfg, eval_blocks)
@@ -158,8 +154,8 @@ def run(args: argparse.Namespace):
             say(f"resumed from {checkpoint} at step {trainer.step}")
     processes = (f"; {rank.world_size} process{'es' * (rank.world_size > 1)} ({'FSDP' if args.fsdp else 'DDP'})"
                  if rank.distributed else "")
-    say(f"model: {trainer.model.num_parameters():,} parameters ({preset}, hidden {config.hidden_size}); "
-          f"{len(train_blocks):,} blocks of {seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
+    say(f"model: {trainer.model.num_parameters():,} parameters ({recipe.preset}, hidden {config.hidden_size}); "
+          f"{len(train_blocks):,} blocks of {recipe.seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
           f"{trainer.device} {trainer.precision.name}{processes}")
     history = trainer.train()
     final = trainer.save_model(Path(args.output_dir) / "final")

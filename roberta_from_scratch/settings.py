@@ -42,15 +42,16 @@ class PretrainRecipe:
     eval_every: int
     dropout: float = 0.1  # hidden and attention dropout while pretraining (RoBERTa: 0.1); finetuning puts 0.1 back
 
-    def model_config(self, vocab_size: int):
-        """The RobertaConfig this recipe trains, for a tokenizer of ``vocab_size`` tokens."""
+    def model_config(self, vocab_size: int, **overrides):
+        """The RobertaConfig this recipe trains, for a tokenizer of ``vocab_size`` tokens; ``overrides`` replace
+        fields of the config the recipe does not set (``num_hidden_layers``, ``num_attention_heads``)."""
         from .config import RobertaConfig
 
         width = {} if self.hidden_size is None else {"hidden_size": self.hidden_size,
                                                      "intermediate_size": 4 * self.hidden_size}
         return RobertaConfig.from_preset(self.preset, vocab_size=vocab_size, max_position_embeddings=self.seq_len + 2,
                                          hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout,
-                                         **width)
+                                         **width, **overrides)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ import yaml
 from conftest import ROOT
 from roberta_from_scratch import course
 
+sys.path.insert(0, str(ROOT / "tools"))
+try:
+    import constraints  # the maintainers' tool: its package-name normaliser serves here too
+finally:
+    sys.path.pop(0)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -19,15 +25,11 @@ CONDA_TO_PYPI = {"pytorch": "torch"}  # conda-forge names that differ from the P
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
 
 
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _parse(requirements) -> dict[str, str]:
     parsed = {}
     for requirement in requirements:
         name, spec = REQUIREMENT.match(requirement.split(";")[0]).groups()
-        parsed[_normalize(CONDA_TO_PYPI.get(name, name))] = spec.replace(" ", "")
+        parsed[constraints.normalize(CONDA_TO_PYPI.get(name, name))] = spec.replace(" ", "")
     return parsed
 
 
@@ -114,11 +116,6 @@ def test_ci_runs_the_colab_and_the_lowest_versions():
     """Catches: the Colab-versions and lowest-versions runs dropped from CI; Colab constraints that pin torch's CUDA
     build (no CPU machine can install it) or lost Colab's transformers, datasets and kernel stack; lowest pins that
     do not follow pyproject.toml's bounds."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import constraints
-    finally:
-        sys.path.pop(0)
     ci = (ROOT / ".ci" / "run").read_text()
     for target in ("test-colab", "test-min"):
         assert re.search(rf"^make {target} TORCH_SPEC=\S+$", ci, flags=re.M), target
@@ -134,3 +131,14 @@ def test_ci_runs_the_colab_and_the_lowest_versions():
         {name: spec for name, spec in declared.items() if name != "torch"}
     names = constraints.names((ROOT / "tools" / "colab-constraints.txt").read_text(), pyproject)
     assert {"transformers", "datasets", "ipykernel", "ipython"} <= set(names) and "bertviz" not in names
+
+
+def test_constraints_tool_reads_any_layout_of_pins_and_dependencies():
+    """Catches: the constraints tool reading pyproject.toml with a regular expression (single quotes or a one-line
+    list lost dependencies), a pin followed by a comment dropped, a version pip cannot parse crashing the check."""
+    one_line = "[project]\nname = 'x'\ndependencies = ['torch>=2.4', \"numpy >= 1.26\", 'tqdm>=4.66; python_version>\"3\"']\n"
+    assert constraints.runtime_dependencies(one_line) == ['torch>=2.4', 'numpy >= 1.26', 'tqdm>=4.66; python_version>"3"']
+    assert constraints.lowest(one_line) == ["numpy==1.26", "tqdm==4.66"]
+    pins = constraints.parse_pins("# Colab\nNumPy==2.0.2  # as of the list\nfoo_bar==1.0\n-e git+https://x\n")
+    assert pins == {"numpy": "2.0.2", "foo-bar": "1.0"}
+    assert constraints.check("pytest==not-a-version\n") == 1  # compared as text, not a crash

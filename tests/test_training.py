@@ -432,7 +432,8 @@ def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_
 
 def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
     """Catches: a recipe's dropout (0 at the cpu scale) that never reaches the model the command trains and saves,
-    and a --dropout option that does not override it (the second run takes a single step)."""
+    and a --dropout option that does not override it; shape options (--hidden-size, --layers, --heads, --seq-len)
+    that do not reach the config (the second run takes a single step)."""
     import dataclasses
 
     from roberta_from_scratch import pretrain
@@ -440,8 +441,12 @@ def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
 
     short = dataclasses.replace(pretrain.RECIPES["smoke"], dropout=0.0, steps=2, warmup_steps=1, eval_every=2)
     monkeypatch.setitem(pretrain.RECIPES, "smoke", short)
-    for argv, expected in (([], 0.0), (["--dropout", "0.2", "--steps", "1", "--eval-every", "1"], 0.2)):
+    shape = ["--hidden-size", "48", "--layers", "1", "--heads", "3", "--seq-len", "24"]
+    for argv, expected in (([], 0.0), (["--dropout", "0.2", "--steps", "1", "--eval-every", "1", *shape], 0.2)):
         out = tmp_path / f"run{expected}"
         pretrain.main(["--scale", "smoke", "--output-dir", str(out), "--no-progress", *argv])
         config = RobertaConfig.load(out / "final")
         assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (expected, expected)
+    # The second run's shape options reach the config too (the recipe's own shape is tiny, 128 wide, 64 tokens).
+    assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
+            config.max_position_embeddings) == (48, 192, 1, 3, 26)

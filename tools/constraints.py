@@ -44,9 +44,12 @@ def colab(freeze: str) -> list[str]:
 
 
 def runtime_dependencies(pyproject: str) -> list[str]:
-    """The ``dependencies = [...]`` entries of pyproject.toml, as written."""
-    block = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.S | re.M).group(1)
-    return re.findall(r'^\s*"([^"]+)"', block, re.M)
+    """The ``[project] dependencies`` of pyproject.toml, as written (read as TOML: any quoting, any layout)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return list(tomllib.loads(pyproject)["project"]["dependencies"])
 
 
 def lowest(pyproject: str) -> list[str]:
@@ -62,7 +65,9 @@ def lowest(pyproject: str) -> list[str]:
 
 
 def parse_pins(text: str) -> dict[str, str]:
-    return {normalize(m.group(1)): m.group(2) for m in map(PIN.match, map(str.strip, text.splitlines())) if m}
+    """``name==version`` lines of a constraints file; comments (whole lines or after a pin) are ignored."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return {normalize(m.group(1)): m.group(2) for m in map(PIN.match, lines) if m}
 
 
 def names(constraints: str, pyproject: str) -> list[str]:
@@ -72,13 +77,19 @@ def names(constraints: str, pyproject: str) -> list[str]:
 
 
 def check(constraints: str) -> int:
-    from packaging.version import Version  # installed with transformers in every environment this checks
+    from packaging.version import InvalidVersion, Version  # installed with transformers wherever this checks
+
+    def same(a: str, b: str) -> bool:  # 3.7 == 3.7.0, as for pip; versions pip cannot parse compare as text
+        try:
+            return Version(a) == Version(b)
+        except InvalidVersion:
+            return a == b
 
     pinned = parse_pins(constraints)
     installed = {normalize(d.metadata["Name"]): d.version for d in metadata.distributions()}
     held = sorted(name for name in pinned if name in installed)
     changed = [f"{name}: {installed[name]} installed, {pinned[name]} pinned" for name in held
-               if Version(installed[name]) != Version(pinned[name])]  # 3.7 == 3.7.0, as for pip
+               if not same(installed[name], pinned[name])]
     if changed:
         print("changed by the install:\n  " + "\n  ".join(changed))
         return 1
