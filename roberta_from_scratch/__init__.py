@@ -27,6 +27,8 @@ _EXPORTS = {
     "RobertaModel": "model",
     "RobertaForMaskedLM": "model",
     "RobertaForSequenceClassification": "model",
+    "RobertaForTokenClassification": "model",
+    "RobertaForQuestionAnswering": "model",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -65,6 +65,10 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", NOT_MEASURED)),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
             "memory and time against model size, a two-process run", ("0.5", "0.8", CPU_ONLY)),
+    Chapter("09_tagging_and_qa.ipynb", "Tagging and question answering", "labels aligned to BPE pieces, entity "
+            "F1, a span head over overlapping windows, SQuAD's EM and F1",
+            "pretrained against random weights over 3 seeds, beside a dictionary and a word-overlap baseline",
+            ("1.0", "9.0", NOT_MEASURED)),
 )
 
 

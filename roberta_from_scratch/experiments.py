@@ -213,16 +213,13 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
                  seed: int, settings: FinetuneExperiment, pad_token_id: int, device: str = "cpu"):
     """Train one classifier of ``arm`` (see FINETUNE_ARMS) with the GLUE-shaped recipe at ``lr``; return the model
     and its history. At least ``settings.epochs`` epochs and ``settings.min_steps`` optimizer steps."""
-    from .finetuning import FINETUNE_DROPOUT, FinetuneConfig, finetune, freeze
+    from .finetuning import FinetuneConfig, finetune, freeze, task_model
     from .model import RobertaForSequenceClassification
 
     if arm not in FINETUNE_ARMS:
         raise ValueError(f"unknown arm {arm!r}: choose one of {', '.join(FINETUNE_ARMS)}")
-    torch.manual_seed(seed)
-    model = RobertaForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels, **FINETUNE_DROPOUT)
-    if arm == "random":
-        torch.manual_seed(seed)
-        model = RobertaForSequenceClassification(model.config)
+    model = task_model(RobertaForSequenceClassification, pretrained_dir, seed, random_init=arm == "random",
+                       num_labels=num_labels)
     freeze(model, {"probe": 0, "top layer": 1}.get(arm))
     steps_per_epoch = max(1, len(train) // settings.batch_size)
     epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -77,13 +78,42 @@ def encode_examples(dataset, tokenizer, max_length: int, num_labels: int | None 
 
 
 def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch of encoded examples. An example carries one of: ``label`` (a class or score per sequence),
+    ``labels`` (one per token, padded with the ignore index), or ``start_positions`` and ``end_positions`` (an
+    answer span)."""
+    from .model import IGNORE_INDEX
+
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for i, e in enumerate(examples):
         ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"])
         mask[i, : len(e["input_ids"])] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e["label"] for e in examples])}  # float for regression
+    batch = {"input_ids": ids, "attention_mask": mask}
+    first = examples[0]
+    if "label" in first:
+        batch["labels"] = torch.tensor([e["label"] for e in examples])  # float for regression
+    elif "labels" in first:
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for i, e in enumerate(examples):
+            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
+        batch["labels"] = labels
+    elif "start_positions" in first:
+        batch["start_positions"] = torch.tensor([e["start_positions"] for e in examples])
+        batch["end_positions"] = torch.tensor([e["end_positions"] for e in examples])
+    return batch
+
+
+def task_model(cls, pretrained_dir, seed: int, random_init: bool = False, **config_overrides):
+    """A model of ``cls`` (a class with a task head) from the pretrained encoder with a new head, finetuning's
+    dropout restored; or, with ``random_init``, the same config from random weights (the baseline that shows
+    what pretraining bought). The seed fixes the new weights."""
+    torch.manual_seed(seed)
+    model = cls.from_pretrained(pretrained_dir, **FINETUNE_DROPOUT, **config_overrides)
+    if random_init:
+        torch.manual_seed(seed)
+        model = cls(model.config)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------- freezing
@@ -156,8 +186,10 @@ class FinetuneHistory:
 
 
 def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConfig, pad_token_id: int,
-             ) -> FinetuneHistory:
-    """Train ``model`` (a RobertaForSequenceClassification) on encoded examples; evaluate after every epoch."""
+             evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> FinetuneHistory:
+    """Train ``model`` on encoded examples (see :func:`collate`); evaluate after every epoch. ``evaluate`` scores
+    the model (tagging and question answering pass their own); by default, classification metrics on
+    ``validation``."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device) if cfg.device else pick_device()
@@ -192,9 +224,13 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
         bar.set_postfix({"loss": f"{loss.item():.3f}"}, refresh=False)
         bar.update(1)
         if (step + 1) % cfg.steps_per_epoch == 0:
-            logits = predict(model, validation, pad_token_id)
-            labels = torch.tensor([e["label"] for e in validation])
-            metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
+            if evaluate is not None:
+                metrics = evaluate(model)
+                model.train()
+            else:
+                logits = predict(model, validation, pad_token_id)
+                labels = torch.tensor([e["label"] for e in validation])
+                metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
             history.eval.append({"epoch": (step + 1) // cfg.steps_per_epoch, "step": step + 1,
                                  "seconds": time.perf_counter() - start, **metrics})
     bar.close()

@@ -109,6 +109,8 @@ _IGNORED = re.compile(r"(^|\.)pooler\.|^lm_head\.decoder\.(weight|bias)$|positio
 # The task heads on top of the encoder: a checkpoint of another task (or of the bare encoder) lacks them, and they
 # start from random weights; every other tensor must be in the file.
 HEAD_PREFIXES = ("lm_head.", "classifier.", "qa_outputs.")
+# The layer with one output per label: out_proj in the sequence classifier, the whole (one-layer) token classifier.
+_LABEL_LAYER = re.compile(r"^classifier\.(out_proj\.)?(weight|bias)$")
 
 
 def _rename(key: str, rules) -> str:
@@ -174,7 +176,7 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
             continue
         new = _rename(re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias",
                                                                                 key)), _HF_TO_OURS)  # old TF names
-        if has_prefix and not new.startswith(("roberta.", "lm_head.", "classifier.")):
+        if has_prefix and not new.startswith(("roberta.", *HEAD_PREFIXES)):
             new = "roberta." + new  # a bare RobertaModel checkpoint into a model with a head
         elif not has_prefix and new.startswith("roberta."):
             new = new[len("roberta."):]  # a checkpoint with a head into a bare RobertaModel
@@ -222,8 +224,8 @@ def load_pretrained(cls, name_or_path, **config_overrides):
     config = RobertaConfig.from_dict({**saved, **config_overrides})
     model = cls(config)
     state = read_state_dict(weights)
-    if "num_labels" in config_overrides:  # a new head of another size: the old head's projection does not apply
-        projection = {k: v for k, v in state.items() if k.startswith("classifier.out_proj.")}
+    if "num_labels" in config_overrides:  # a new head of another size: the old head's last layer does not apply
+        projection = {k: v for k, v in state.items() if _LABEL_LAYER.match(k)}
         if any(v.shape[0] != config.num_labels for v in projection.values()):
             state = {k: v for k, v in state.items() if k not in projection}
     report = model.load_report = load_state_dict_into(model, state)
@@ -253,6 +255,13 @@ def save_pretrained(model, directory, state_dict: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
+    span_head = getattr(model, "qa_outputs", None)
+    if span_head is not None and model.config.num_labels != span_head.out_features:
+        # transformers sizes its question-answering layer with num_labels: write the size the layer has, so that
+        # its RobertaForQuestionAnswering reads the file (our head is 2 outputs whatever the config says).
+        config.update(num_labels=span_head.out_features,
+                      id2label={str(i): f"LABEL_{i}" for i in range(span_head.out_features)},
+                      label2id={f"LABEL_{i}": i for i in range(span_head.out_features)})
     atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     tensors = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model, state_dict).items()}
     atomic_write(directory / SAFETENSORS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))

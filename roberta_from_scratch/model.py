@@ -4,10 +4,13 @@
         -> N x post-LN layer: x = LN(x + Dropout(Attention(x)));  x = LN(x + Dropout(W2 GELU(W1 x)))
         -> a head: masked-language modelling (dense, GELU, LN, decoder tied to the token embeddings)
                    or classification on <s> (dropout, dense, tanh, dropout, out_proj)
+                   or token classification, one label per token (dropout, linear), for tagging
+                   or question answering, a start and an end score per token (linear to 2), for extractive spans
 
 Liu et al. 2019 (arXiv 1907.11692) kept BERT's architecture (Devlin et al. 2019, arXiv 1810.04805) and changed the
-training. The numbers equal transformers' ``RobertaForMaskedLM`` and ``RobertaForSequenceClassification`` within
-1e-5 in fp32 (tested), and ``from_pretrained``/``save_pretrained`` read and write their files (``hub.py``).
+training. The numbers equal transformers' ``RobertaForMaskedLM``, ``RobertaForSequenceClassification``,
+``RobertaForTokenClassification`` and ``RobertaForQuestionAnswering`` within 1e-5 in fp32 (tested), and
+``from_pretrained``/``save_pretrained`` read and write their files (``hub.py``).
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ ACTIVATION = {
 @dataclass
 class ModelOutput:
     """What every model returns. ``hidden_states``: the embeddings' output then each layer's, ``num_layers + 1``
-    tensors (batch, seq, hidden). ``attentions``: one (batch, heads, seq, seq) tensor per layer, bertviz's format."""
+    tensors (batch, seq, hidden). ``attentions``: one (batch, heads, seq, seq) tensor per layer, bertviz's format.
+    ``start_logits`` and ``end_logits``: question answering only, (batch, seq) each."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------- embeddings
@@ -306,10 +312,117 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
                            hidden_states=out.hidden_states, attentions=out.attentions)
 
 
+class RobertaForTokenClassification(RobertaPreTrainedModel):
+    """One label per token (named entities, parts of speech): dropout, then a linear layer on every token's vector.
+    ``labels`` is (batch, seq) with -100 at positions that carry no loss (padding, special tokens, and the second
+    and later sub-word tokens of a word when only a word's first token is labelled)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.roberta = RobertaModel(config)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> ModelOutput:
+        out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (batch, seq, num_labels)
+        loss = None
+        if labels is not None:
+            self.check_labels(labels, input_ids)
+            selected = labels != IGNORE_INDEX
+            targets = labels[selected]
+            # No labelled position at all: a zero loss that still has a graph, instead of the NaN of an empty mean.
+            loss = F.cross_entropy(logits[selected].float(), targets) if targets.numel() else logits.sum() * 0.0
+        return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
+                           hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def check_labels(self, labels: torch.Tensor, input_ids: torch.Tensor) -> None:
+        """A label that does not fit fails here with its fix, not as a device-side assert inside cross_entropy."""
+        if tuple(labels.shape) != tuple(input_ids.shape):
+            raise ValueError(f"labels have shape {tuple(labels.shape)}; expected {tuple(input_ids.shape)}, the shape "
+                             f"of input_ids: one label per token ({IGNORE_INDEX} where there is nothing to predict)")
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"labels must hold integer class ids, got dtype {labels.dtype}")
+        outside = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_labels))]
+        if outside.numel():
+            raise ValueError(f"label {int(outside[0])} is outside [0, {self.config.num_labels}) (and is not "
+                             f"{IGNORE_INDEX}, the label of positions without a loss): set num_labels in the config")
+
+
+class RobertaForQuestionAnswering(RobertaPreTrainedModel):
+    """Extractive question answering (SQuAD): the answer is a span of the input, and a linear layer scores every
+    token twice, once as the span's start and once as its end. ``start_positions`` and ``end_positions`` are
+    (batch,) token indices.
+
+    The layer has 2 outputs whatever ``config.num_labels`` says. transformers sizes it with ``num_labels``, whose
+    default is 2, so ``save_pretrained`` writes ``num_labels: 2`` for this model, and its files load into
+    transformers' ``RobertaForQuestionAnswering`` even when the config was built for another task.
+
+    The loss is transformers': a position outside the sequence is clamped to ``seq_len`` and ignored (an answer cut
+    off by truncation carries no loss), and the loss is the mean of the start and end cross-entropies. Where every
+    start (or every end) in the batch is ignored, that term is a zero with a graph, where transformers gives NaN.
+    """
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.roberta = RobertaModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
+        out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
+        logits = self.qa_outputs(out.last_hidden_state)  # (batch, seq, 2): start scores, then end scores
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None or end_positions is not None:
+            self.check_positions(start_positions, end_positions, input_ids)
+            seq_len = input_ids.size(1)
+            loss = (span_position_loss(start_logits, start_positions, seq_len) +
+                    span_position_loss(end_logits, end_positions, seq_len)) / 2
+        return ModelOutput(loss=loss, logits=logits, start_logits=start_logits, end_logits=end_logits,
+                           last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
+                           attentions=out.attentions)
+
+    @staticmethod
+    def check_positions(start_positions: torch.Tensor | None, end_positions: torch.Tensor | None,
+                        input_ids: torch.Tensor) -> None:
+        if start_positions is None or end_positions is None:
+            given, absent = ("start", "end") if end_positions is None else ("end", "start")
+            raise ValueError(f"{given}_positions given without {absent}_positions: a span needs both (give both "
+                             "for a loss, or neither for predictions only)")
+        batch = input_ids.size(0)
+        for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+            if tuple(positions.shape) != (batch,):
+                raise ValueError(f"{name} has shape {tuple(positions.shape)}; expected ({batch},), one token index "
+                                 "per sequence")
+            if positions.is_floating_point() or positions.dtype == torch.bool:
+                raise ValueError(f"{name} must hold integer token indices, got dtype {positions.dtype}")
+
+
+def span_position_loss(logits: torch.Tensor, positions: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Cross-entropy of one end of the span (start or end) over the sequence's positions. A position outside
+    [0, seq_len) is clamped to seq_len, which names no token, and carries no loss (transformers' rule)."""
+    positions = positions.clamp(0, seq_len)
+    kept = positions != seq_len
+    if not kept.any():
+        return logits.sum() * 0.0  # nothing to learn from in this batch: zero, not the NaN of an empty mean
+    return F.cross_entropy(logits[kept].float(), positions[kept])
+
+
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters by component: embeddings, attention, feed-forward, LayerNorms, heads (tied weights once)."""
     groups = {"token embeddings": 0, "position + type embeddings": 0, "attention": 0, "feed-forward": 0,
-              "LayerNorm": 0, "MLM head": 0, "classification head": 0}
+              "LayerNorm": 0, "MLM head": 0, "classification head": 0, "question-answering head": 0}
     for name, p in model.named_parameters():
         if "word_embeddings" in name:
             key = "token embeddings"
@@ -319,6 +432,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             key = "MLM head"
         elif "classifier" in name:
             key = "classification head"
+        elif "qa_outputs" in name:
+            key = "question-answering head"
         elif "norm" in name:
             key = "LayerNorm"
         elif ".attention." in name:

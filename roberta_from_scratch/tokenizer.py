@@ -10,6 +10,9 @@ Three steps turn text into ids:
 3. BPE. Each piece starts as single bytes; the learned merges, lowest rank first, join neighbours until no learned
    pair is left. The result is cached per piece, since the same words come back again and again.
 
+``encode_with_offsets`` also says which characters of the text each token came from, as tagging and question
+answering need: a token is a run of a piece's bytes, and each byte belongs to one character.
+
 Training learns the merges: count adjacent pairs over the corpus's pieces (weighted by how often each piece
 occurs), merge the most frequent pair everywhere, update only the counts that merge changed, and repeat. Ties go
 to the pair of smaller token ids, the rule of the ``tokenizers`` library's trainer, so both learn the same merges.
@@ -59,6 +62,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
 _BYTE_TO_CHAR = bytes_to_unicode()
 _CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
+_SPACE = _BYTE_TO_CHAR[ord(" ")]  # 'Ġ'
 _LATIN1_TO_CHAR = {b: c for b, c in _BYTE_TO_CHAR.items()}  # str.translate table over latin-1 code points
 
 
@@ -207,6 +211,80 @@ class ByteLevelBPETokenizer:
     def tokenize(self, text: str) -> list[str]:
         """The tokens of ``text`` as strings (byte characters, 'Ġ' for a space)."""
         return [self.id_to_token_map[i] for i in self.encode_ordinary(text)]
+
+    # ------------------------------------------------------------------------------------------- offsets
+
+    def encode_with_offsets(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True
+                            ) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
+        """``encode``'s ids, each with the characters of the text it came from: what tasks that point back into the
+        text need, such as the span of an answer (question answering) or the word a label belongs to (tagging).
+
+        Returns ``(ids, offsets, sequence_ids)``. ``text[start:end]`` is what token ``i`` stands for, with
+        ``(start, end) = offsets[i]``; in a pair, the second text's tokens index into ``text_pair``.
+        ``sequence_ids[i]`` says which text token ``i`` came from, 0 or 1, and is None for the ``<s>`` and
+        ``</s>`` added around them, whose offsets are (0, 0). The offsets are those of transformers' RoBERTa
+        tokenizer and of ``tokenizers`` with ``trim_offsets=True`` (equal on every text tested):
+
+        - Spaces at either end of a token are left out: 'Ġworld' spans "world", and a token of spaces alone gets
+          an empty span where its spaces end.
+        - A token holding only some of a character's UTF-8 bytes (🤗 is four bytes, and a vocabulary without it
+          splits it) spans the whole character, so spans always fall between characters; the tokens that share a
+          character share it in their spans.
+        - A special token written in the text ('<mask>') spans its own characters, without the spaces before it
+          that it takes, and belongs to the text it is in.
+        """
+        ids, offsets = self._ids_and_offsets(_check_text(text))
+        if text_pair is None:
+            if not add_special_tokens:
+                return ids, offsets, [0] * len(ids)
+            # build_inputs' layout, <s> A </s>: the added tokens point at no text
+            return self.build_inputs(ids), [(0, 0), *offsets, (0, 0)], [None, *[0] * len(ids), None]
+        pair_ids, pair_offsets = self._ids_and_offsets(_check_text(text_pair, "text_pair"))
+        if not add_special_tokens:
+            return ids + pair_ids, offsets + pair_offsets, [0] * len(ids) + [1] * len(pair_ids)
+        # <s> A </s></s> B </s>
+        return (self.build_inputs(ids, pair_ids),
+                [(0, 0), *offsets, (0, 0), (0, 0), *pair_offsets, (0, 0)],
+                [None, *[0] * len(ids), None, None, *[1] * len(pair_ids), None])
+
+    def _ids_and_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """``encode_ordinary`` again, keeping track of where in ``text`` each piece starts."""
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        start = 0  # of the current part in text: the parts split() returns are the whole text, in order
+        for k, part in enumerate(self._special_split.split(text)):
+            if k % 2:  # a special token, with the spaces <mask> absorbs (left out of its span)
+                token = part.lstrip()
+                ids.append(self.vocab[token])
+                offsets.append((start + len(part) - len(token), start + len(part)))
+            else:
+                for match in PRETOKENIZE.finditer(part):
+                    piece_ids, piece_offsets = self._piece_ids_and_offsets(match.group(), start + match.start())
+                    ids += piece_ids
+                    offsets += piece_offsets
+            start += len(part)
+        return ids, offsets
+
+    def _piece_ids_and_offsets(self, piece: str, start: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """One pre-token's ids and their character spans, ``start`` being where the piece begins in the text.
+
+        A BPE token is a run of the piece's UTF-8 bytes, one byte character per byte; ``char_of_byte`` says which
+        character of the piece each byte belongs to, so a token spans from the character of its first byte to the
+        character of its last (the whole of both, even when the token holds only some of their bytes)."""
+        char_of_byte = [c for c, char in enumerate(piece) for _ in char.encode("utf-8")]
+        unk = self.vocab["<unk>"]
+        ids, offsets = [], []
+        first = 0  # the token's first byte in the piece
+        for token in self.bpe(to_byte_chars(piece)):
+            last = first + len(token) - 1
+            begin, end = start + char_of_byte[first], start + char_of_byte[last] + 1
+            # A space is one byte and one character, so each 'Ġ' trimmed moves the span by one character.
+            begin = min(begin + len(token) - len(token.lstrip(_SPACE)), end)
+            end = max(end - (len(token) - len(token.rstrip(_SPACE))), begin)
+            ids.append(self.vocab.get(token, unk))  # as _encode_piece
+            offsets.append((begin, end))
+            first = last + 1
+        return ids, offsets
 
     # ------------------------------------------------------------------------------------------- decoding
 

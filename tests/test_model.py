@@ -9,7 +9,9 @@ from roberta_from_scratch import OfflineError
 from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.model import (
     RobertaForMaskedLM,
+    RobertaForQuestionAnswering,
     RobertaForSequenceClassification,
+    RobertaForTokenClassification,
     RobertaModel,
     count_parameters,
     create_position_ids,
@@ -75,6 +77,10 @@ def scramble(model, seed):
 def assert_same_outputs(ours, theirs, ids, mask):
     a = ours(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
     b = theirs(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    if getattr(b, "start_logits", None) is not None:  # question answering: transformers returns no logits
+        torch.testing.assert_close(a.start_logits, b.start_logits, **TOL)
+        torch.testing.assert_close(a.end_logits, b.end_logits, **TOL)
+        b.logits = torch.stack([b.start_logits, b.end_logits], dim=-1)
     torch.testing.assert_close(a.logits, b.logits, **TOL)
     assert len(a.hidden_states) == len(b.hidden_states) and len(a.attentions) == len(b.attentions)
     for x, y in zip(a.hidden_states, b.hidden_states):
@@ -85,18 +91,28 @@ def assert_same_outputs(ours, theirs, ids, mask):
     torch.testing.assert_close(fast.logits, b.logits, **TOL)
 
 
+MODEL_CLASSES = {  # kind: (ours, transformers')
+    "mlm": (RobertaForMaskedLM, "RobertaForMaskedLM"),
+    "classification": (RobertaForSequenceClassification, "RobertaForSequenceClassification"),
+    "token-classification": (RobertaForTokenClassification, "RobertaForTokenClassification"),
+    "question-answering": (RobertaForQuestionAnswering, "RobertaForQuestionAnswering"),
+}
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("kind", ["mlm", "classification"])
+@pytest.mark.parametrize("kind", MODEL_CLASSES)
 def test_random_transformers_model_loads_into_ours_and_back(name, kind, tmp_path):
     """Catches: any difference in the forward pass (embeddings, attention, the layers, both heads) or in the
     weights' names, both ways, for every activation the config accepts. The weights are scrambled far from the
     initialisation, so differences that N(0, 0.02) weights would hide under 1e-5 show (the MLM head applying
-    hidden_act instead of exact GELU was one: off by 0.13 with relu)."""
+    hidden_act instead of exact GELU was one: off by 0.13 with relu). For question answering: start and end swapped,
+    and qa_outputs renamed on loading (it was once taken for a bare encoder's key and prefixed with 'roberta.')."""
     torch.manual_seed(0)
     fields = CONFIGS[name]
-    hf_cls = transformers.RobertaForMaskedLM if kind == "mlm" else transformers.RobertaForSequenceClassification
-    ours_cls = RobertaForMaskedLM if kind == "mlm" else RobertaForSequenceClassification
-    theirs = scramble(hf_cls(hf_config(fields, num_labels=3)).eval(), seed=0)
+    ours_cls, hf_name = MODEL_CLASSES[kind]
+    hf_cls = getattr(transformers, hf_name)
+    num_labels = 2 if kind == "question-answering" else 3  # transformers sizes the span layer with num_labels
+    theirs = scramble(hf_cls(hf_config(fields, num_labels=num_labels)).eval(), seed=0)
     theirs.save_pretrained(tmp_path / "hf")
     ours = ours_cls.from_pretrained(tmp_path / "hf")
     assert not ours.load_report.missing and not ours.load_report.unused, ours.load_report
@@ -143,6 +159,134 @@ def test_classification_loss_equals_transformers(tmp_path):
         ids, mask = padded_batch(fields["vocab_size"], [10, 6, 4])
         torch.testing.assert_close(ours(ids, mask, labels=labels).loss, theirs(ids, attention_mask=mask,
                                                                                 labels=labels).loss, **TOL)
+
+
+def test_token_classification_loss_equals_transformers(tmp_path):
+    """Catches: -100 positions (padding, special tokens) counted in the loss, the loss of a batch with no labelled
+    position being NaN (an empty mean) or detached from the graph, and labels indexed against the wrong logits."""
+    torch.manual_seed(10)
+    fields = CONFIGS["four-heads"]
+    theirs = scramble(transformers.RobertaForTokenClassification(hf_config(fields, num_labels=5)).eval(), seed=10)
+    theirs.save_pretrained(tmp_path)
+    ours = RobertaForTokenClassification.from_pretrained(tmp_path)
+    ids, mask = padded_batch(fields["vocab_size"], [10, 6, 4])
+    labels = torch.randint(0, 5, ids.shape, generator=torch.Generator().manual_seed(11))
+    labels[mask == 0] = -100
+    labels[:, 0] = -100  # <s>
+    labels[0, 3:5] = -100  # a word's later sub-word tokens
+    out = ours(ids, mask, labels=labels)
+    ref = theirs(ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out.logits, ref.logits, **TOL)
+    torch.testing.assert_close(out.loss, ref.loss, **TOL)
+    assert out.loss.dtype == torch.float32
+    none = ours(ids, mask, labels=torch.full_like(ids, -100))
+    assert torch.isnan(theirs(ids, attention_mask=mask, labels=torch.full_like(ids, -100)).loss)  # what we avoid
+    assert none.loss.item() == 0.0 and none.loss.grad_fn is not None  # zero, not NaN, and still differentiable
+
+
+def test_token_classifier_dropout_follows_classifier_dropout_like_transformers(tmp_path):
+    """Catches: the token classifier without its dropout, or with hidden_dropout_prob where classifier_dropout is
+    set. In training, with the encoder's dropout at 0, both libraries draw the same mask from the same seed, so the
+    outputs are equal only if the dropout is there, with the right p, in the same place."""
+    fields = {**CONFIGS["odd"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    torch.manual_seed(12)
+    theirs = scramble(transformers.RobertaForTokenClassification(hf_config(fields, num_labels=4,
+                                                                           classifier_dropout=0.5)), seed=12)
+    theirs.save_pretrained(tmp_path)
+    ours = RobertaForTokenClassification.from_pretrained(tmp_path).train()
+    theirs.train()
+    ids, mask = padded_batch(fields["vocab_size"], [9, 5, 7])
+    torch.manual_seed(13)
+    a = ours(ids, mask).logits
+    torch.manual_seed(13)
+    b = theirs(ids, attention_mask=mask).logits
+    torch.testing.assert_close(a, b, **TOL)
+    assert not torch.allclose(a, ours.eval()(ids, mask).logits)  # the dropout did something
+    assert RobertaForTokenClassification(RobertaConfig(**CONFIGS["odd"], hidden_dropout_prob=0.2)).dropout.p == 0.2
+
+
+def test_question_answering_loss_equals_transformers(tmp_path):
+    """Catches: start and end positions outside the sequence not clamped (an index error) or not ignored (clamped
+    to the last token instead of to seq_len), negative positions not clamped to <s>, the two cross-entropies summed
+    instead of averaged, start and end losses swapped, and a batch whose every start (or end) is ignored giving NaN
+    (transformers' empty mean) instead of a zero with a graph."""
+    torch.manual_seed(14)
+    fields = CONFIGS["four-heads"]
+    theirs = scramble(transformers.RobertaForQuestionAnswering(hf_config(fields, num_labels=2)).eval(), seed=14)
+    theirs.save_pretrained(tmp_path)
+    ours = RobertaForQuestionAnswering.from_pretrained(tmp_path)
+    ids, mask = padded_batch(fields["vocab_size"], [10, 6, 4, 8])
+    for start, end in [([3, 1, 2, 5], [4, 3, 2, 7]),  # every answer inside
+                       ([3, 40, -2, 5], [4, 50, 1, 10]),  # cut off by truncation (ignored) and negative (to <s>)
+                       ([2, 10, 11, 0], [2, 3, 12, 9])]:  # seq_len itself (ignored), and seq_len - 1
+        start, end = torch.tensor(start), torch.tensor(end)
+        out = ours(ids, mask, start_positions=start, end_positions=end)
+        ref = theirs(ids, attention_mask=mask, start_positions=start, end_positions=end)
+        torch.testing.assert_close(out.loss, ref.loss, **TOL)
+        assert out.loss.dtype == torch.float32
+    outside, inside = torch.tensor([10, 20, 30, 40]), torch.tensor([1, 2, 3, 4])
+    ref_end = theirs(ids, attention_mask=mask, start_positions=inside, end_positions=inside).end_logits
+    half = torch.nn.functional.cross_entropy(ref_end, inside) / 2
+    assert torch.isnan(theirs(ids, attention_mask=mask, start_positions=outside, end_positions=inside).loss)
+    out = ours(ids, mask, start_positions=outside, end_positions=inside)
+    torch.testing.assert_close(out.loss, half, **TOL)  # the start term is 0, not NaN
+    none = ours(ids, mask, start_positions=outside, end_positions=outside)
+    assert none.loss.item() == 0.0 and none.loss.grad_fn is not None
+
+
+def test_question_answering_head_has_two_outputs_whatever_num_labels_says(tmp_path):
+    """Catches: the span layer sized with num_labels (a config made for a 3-label task would give 3 scores per
+    token), and a file saved from such a config that transformers' RobertaForQuestionAnswering cannot read (it
+    sizes the layer with the num_labels it finds in config.json)."""
+    torch.manual_seed(15)
+    fields = CONFIGS["odd"]
+    ours = scramble(RobertaForQuestionAnswering(RobertaConfig(**fields, num_labels=3)).eval(), seed=15)
+    assert ours.qa_outputs.out_features == 2
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["num_labels"] == 2
+    theirs = transformers.RobertaForQuestionAnswering.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ids, mask = padded_batch(fields["vocab_size"], [7, 4])
+    assert_same_outputs(ours, theirs, ids, mask)
+    again = RobertaForQuestionAnswering.from_pretrained(tmp_path)
+    assert not again.load_report.missing and not again.load_report.unused
+
+
+def test_checkpoints_of_other_heads_load_into_the_token_classifier(tmp_path):
+    """Catches: a sequence classifier's checkpoint (classifier.dense, classifier.out_proj) crashing the token
+    classifier or leaving its encoder unloaded; a 5-label token classifier loaded with num_labels=3 failing on the
+    head's shape instead of starting a new head over the loaded encoder (or keeping the old labels' names)."""
+    torch.manual_seed(16)
+    fields = CONFIGS["odd"]
+    ids, mask = padded_batch(fields["vocab_size"], [8, 5])
+    sequence = transformers.RobertaForSequenceClassification(hf_config(fields, num_labels=3)).eval()
+    scramble(sequence, seed=16)
+    sequence.save_pretrained(tmp_path / "sequence")
+    encoder = sequence.roberta(ids, attention_mask=mask).last_hidden_state
+    for overrides in ({}, {"num_labels": 3}, {"num_labels": 7}):
+        tagger = RobertaForTokenClassification.from_pretrained(tmp_path / "sequence", **overrides)
+        assert set(tagger.load_report.missing) == {"classifier.weight", "classifier.bias"}, overrides
+        assert tagger.load_report.unused and all(k.startswith("classifier.") for k in tagger.load_report.unused)
+        torch.testing.assert_close(tagger(ids, mask).last_hidden_state, encoder, **TOL)
+        assert tagger(ids, mask).logits.shape == (2, 8, overrides.get("num_labels", 3))
+
+    five = scramble(transformers.RobertaForTokenClassification(
+        hf_config(fields, id2label={i: f"TAG{i}" for i in range(5)})).eval(), seed=17)
+    five.save_pretrained(tmp_path / "five")
+    same = RobertaForTokenClassification.from_pretrained(tmp_path / "five")
+    assert not same.load_report.missing and same.config.id2label[4] == "TAG4"
+    torch.testing.assert_close(same(ids, mask).logits, five(ids, attention_mask=mask).logits, **TOL)
+    three = RobertaForTokenClassification.from_pretrained(tmp_path / "five", num_labels=3)
+    assert set(three.load_report.missing) == {"classifier.weight", "classifier.bias"}
+    assert not three.load_report.unused  # the old head is dropped, not reported as a misfit
+    assert three.config.num_labels == 3 and three.config.id2label is None  # TAG0..TAG4 named the old head
+    assert three(ids, mask).logits.shape == (2, 8, 3)
+    torch.testing.assert_close(three(ids, mask).last_hidden_state,
+                               five.roberta(ids, attention_mask=mask).last_hidden_state, **TOL)
+    assert not torch.equal(three.classifier.weight, five.classifier.weight[:3])  # a new head, not a slice
+
+    qa = RobertaForQuestionAnswering.from_pretrained(tmp_path / "five")  # and a tagger's file into the span model
+    assert set(qa.load_report.missing) == {"qa_outputs.weight", "qa_outputs.bias"}
+    assert set(qa.load_report.unused) == {"classifier.weight", "classifier.bias"}
 
 
 def test_gradients_equal_transformers(tmp_path):
@@ -231,6 +375,12 @@ def test_parameter_counts_of_the_official_sizes():
     assert RobertaForMaskedLM(base).num_parameters() == 124_697_433
     assert RobertaForSequenceClassification(RobertaConfig.from_preset("base", num_labels=3)).num_parameters() == 124_647_939
     assert RobertaModel(base).num_parameters() == 124_055_040
+    tagger = RobertaForTokenClassification(RobertaConfig.from_preset("base", num_labels=9))
+    assert tagger.num_parameters() == 124_055_040 + 768 * 9 + 9
+    reader = RobertaForQuestionAnswering(base)
+    assert reader.num_parameters() == 124_055_040 + 768 * 2 + 2
+    assert count_parameters(tagger)["classification head"] == 768 * 9 + 9
+    assert count_parameters(reader)["question-answering head"] == 768 * 2 + 2
     groups = count_parameters(RobertaForMaskedLM(RobertaConfig.from_preset("tiny", vocab_size=1000)))
     assert groups["token embeddings"] == 1000 * 128 and groups["attention"] == 2 * 4 * (128 * 128 + 128)
 
@@ -282,6 +432,41 @@ def test_bad_input_gets_clear_errors(tmp_path):
         RobertaForMaskedLM.from_pretrained(tmp_path / "empty")
     with pytest.raises(ValueError, match="hidden_size=30 must be a multiple of num_attention_heads=4"):
         RobertaConfig(hidden_size=30, num_attention_heads=4)
+
+
+def test_bad_labels_and_span_positions_get_clear_errors():
+    """Catches: token labels of the wrong shape or outside [0, num_labels) failing inside cross_entropy (an index
+    error, or a device-side assert on a GPU) instead of naming the fix; span positions of the wrong shape, of a
+    float dtype, or one given without the other being silently ignored or failing deep inside."""
+    config = RobertaConfig(**CONFIGS["odd"], num_labels=5)
+    tagger = RobertaForTokenClassification(config).eval()
+    ids, mask = padded_batch(config.vocab_size, [6, 4])
+    labels = torch.zeros_like(ids)
+    with pytest.raises(ValueError, match=r"labels have shape \(2, 7\); expected \(2, 6\), the shape of input_ids"):
+        tagger(ids, mask, labels=torch.zeros(2, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels have shape \(2,\); expected \(2, 6\)"):
+        tagger(ids, mask, labels=torch.tensor([1, 2]))  # a sequence classifier's labels
+    with pytest.raises(ValueError, match=r"label 5 is outside \[0, 5\).*set num_labels in the config"):
+        tagger(ids, mask, labels=labels.index_fill(1, torch.tensor([2]), 5))
+    with pytest.raises(ValueError, match=r"label -1 is outside \[0, 5\)"):
+        tagger(ids, mask, labels=labels.index_fill(1, torch.tensor([2]), -1))
+    with pytest.raises(ValueError, match="labels must hold integer class ids, got dtype torch.float32"):
+        tagger(ids, mask, labels=labels.float())
+    assert tagger(ids, mask, labels=labels.index_fill(1, torch.tensor([2]), -100)).loss.isfinite()
+
+    reader = RobertaForQuestionAnswering(config).eval()
+    start, end = torch.tensor([1, 2]), torch.tensor([3, 2])
+    with pytest.raises(ValueError, match="start_positions given without end_positions: a span needs both"):
+        reader(ids, mask, start_positions=start)
+    with pytest.raises(ValueError, match="end_positions given without start_positions"):
+        reader(ids, mask, end_positions=end)
+    with pytest.raises(ValueError, match=r"start_positions has shape \(2, 1\); expected \(2,\), one token index"):
+        reader(ids, mask, start_positions=start[:, None], end_positions=end)
+    with pytest.raises(ValueError, match=r"end_positions has shape \(3,\); expected \(2,\)"):
+        reader(ids, mask, start_positions=start, end_positions=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="end_positions must hold integer token indices, got dtype torch.float32"):
+        reader(ids, mask, start_positions=start, end_positions=end.float())
+    assert reader(ids, mask, start_positions=start, end_positions=end).loss.isfinite()
 
 
 def test_bin_checkpoints_load_without_unpickling_code(tmp_path):

@@ -134,6 +134,126 @@ def test_an_empty_second_text_is_still_a_pair(trained):
     assert hf("only a", "")["input_ids"] == ours.encode("only a")
 
 
+# ------------------------------------------------------------------------------------------ offsets
+
+OFFSET_TEXTS = ADVERSARIAL + [
+    "The capital of France is<mask>.", "Paris is <mask> .", "x \n\t<mask><mask> y", "<s>nested</s> a<pad>b <unk>",
+    "x    y", "a  \n  b\n\n\n    c", "  two leading, two trailing  ", "Ελληνικά και Кириллица", "한국어 텍스트",
+    "مرحبا بالعالم", "🤗🤗🤗 three 👍🏽👍🏽", "for (int i = 0; i < n; ++i) { s += a[i]; }",
+]
+
+
+@pytest.fixture(scope="module")
+def roberta_fast(trained):
+    """``tokenizers`` with our files and RoBERTa's post-processor as roberta-base's tokenizer.json sets it
+    (``trim_offsets=True``, no prefix space): the reference for offsets. ``to_tokenizers()`` alone keeps untrimmed
+    offsets (its ByteLevel post-processor has trim_offsets=False)."""
+    from tokenizers.processors import RobertaProcessing
+
+    ours = trained[0]
+    fast = ours.to_tokenizers()
+    fast.post_processor = RobertaProcessing(("</s>", ours.eos_token_id), ("<s>", ours.bos_token_id),
+                                            trim_offsets=True, add_prefix_space=False)
+    return fast
+
+
+def assert_offsets_like_the_references(ours, hf, fast, text, pair=None):
+    for special in (True, False):
+        ids, offsets, sequence_ids = ours.encode_with_offsets(text, pair, add_special_tokens=special)
+        assert ids == ours.encode(text, pair, add_special_tokens=special)
+        ref = fast.encode(text, pair, add_special_tokens=special)
+        assert (ids, offsets, sequence_ids) == (ref.ids, ref.offsets, ref.sequence_ids), (text, pair)
+        if pair != "":  # transformers takes "" for no pair (test_an_empty_second_text_is_still_a_pair)
+            theirs = hf(text, pair, add_special_tokens=special, return_offsets_mapping=True)
+            assert offsets == theirs["offset_mapping"] and sequence_ids == theirs.sequence_ids(), (text, pair)
+
+
+@pytest.mark.parametrize("text", OFFSET_TEXTS)
+def test_offsets_equal_transformers_and_tokenizers(trained, roberta_fast, text):
+    """Catches: offsets that differ from transformers' RoBERTa tokenizer and from ``tokenizers`` (both with
+    trim_offsets=True): spaces not trimmed, a partial-character token not widened to its character, spans counted
+    in bytes instead of characters, special tokens in the text (<mask> with the spaces it takes) misplaced, added
+    <s> and </s> not at (0, 0) and None. Exact equality holds for tokens that hold part of a character too: both
+    references widen such a token to the whole character, as we do."""
+    ours, hf, _, _ = trained
+    assert_offsets_like_the_references(ours, hf, roberta_fast, text)
+
+
+def test_offsets_equal_the_references_on_the_validation_split_and_pairs(trained, roberta_fast, python_docs):
+    """Catches: an offset difference on real text (code, prose, indentation) that the hand-picked strings miss, and
+    in pairs: the second text's offsets not indexing into text_pair, its sequence id not 1, the pair layout's four
+    added tokens not at (0, 0)."""
+    ours, hf, _, _ = trained
+    corpus, _ = python_docs
+    texts = list(corpus["validation"]["text"])
+    for text in texts:
+        assert_offsets_like_the_references(ours, hf, roberta_fast, text)
+    for a, b in [*PAIRS, ("only a", ""), *zip(texts[:-1:7], texts[1::7])]:
+        assert_offsets_like_the_references(ours, hf, roberta_fast, a, b)
+        ids, offsets, sequence_ids = ours.encode_with_offsets(a, b)
+        added = [i for i, s in enumerate(sequence_ids) if s is None]
+        n = sequence_ids.count(0)
+        assert added == [0, n + 1, n + 2, len(ids) - 1] and all(offsets[i] == (0, 0) for i in added)
+        assert_spans_round_trip(ours, b, ids[n + 3:-1], offsets[n + 3:-1])
+
+
+_BYTE_OF = {c: b for b, c in bytes_to_unicode().items()}
+
+
+def assert_spans_round_trip(ours, text, ids, offsets):
+    """Each span cuts ``text`` between characters at what the token holds, spaces at its ends left out."""
+    starts = [start for start, _ in offsets]
+    assert starts == sorted(starts) and all(0 <= start <= end <= len(text) for start, end in offsets)
+    covered = set()
+    for i, (start, end) in zip(ids, offsets):
+        token = ours.id_to_token(i)
+        if i in ours.special_ids:  # written in the text
+            assert text[start:end] == token
+        else:
+            held = bytes(_BYTE_OF[c] for c in token).strip(b" ")
+            try:
+                assert text[start:end] == held.decode("utf-8")  # whole characters
+            except UnicodeDecodeError:  # part of a character: the span is the whole character(s) around it
+                assert held in text[start:end].encode("utf-8") and 0 < end - start <= len(held)
+        covered.update(range(start, end))
+    for k in set(range(len(text))) - covered:  # only trimmed spaces fall between spans, and those <mask> takes
+        assert text[k] == " " or (text[k].isspace() and text[k:].lstrip().startswith("<mask>")), (text, k)
+
+
+offset_texts = st.lists(st.one_of(any_unicode, weird, st.sampled_from(["<mask>", " <mask>", "<s>", "   "])),
+                        max_size=8).map("".join)
+
+
+@given(offset_texts)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_offsets_round_trip_pieces_of_arbitrary_unicode(trained, roberta_fast, text):
+    """Catches: a span that does not give back what its token holds (text[start:end] against the token's bytes),
+    spans off by the bytes of earlier multi-byte characters, a character that no span covers, and any text,
+    however odd, where we and ``tokenizers`` disagree."""
+    ours = trained[0]
+    ids, offsets, sequence_ids = ours.encode_with_offsets(text, add_special_tokens=False)
+    ref = roberta_fast.encode(text, add_special_tokens=False)
+    assert (ids, offsets) == (ref.ids, ref.offsets) and sequence_ids == [0] * len(ids)
+    assert_spans_round_trip(ours, text, ids, offsets)
+
+
+def test_offsets_of_spaces_split_characters_and_mask(trained):
+    """Catches: the cases the rules name (ByteLevelBPETokenizer.encode_with_offsets) drifting unseen: a lone space
+    token's empty span, a character split over several tokens, <mask> and the space it takes, bad input."""
+    ours = trained[0]
+    ids, offsets, _ = ours.encode_with_offsets("x  y", add_special_tokens=False)
+    assert [ours.id_to_token(i) for i in ids] == ["x", "Ġ", "Ġy"] and offsets == [(0, 1), (2, 2), (3, 4)]
+    ids, offsets, _ = ours.encode_with_offsets("a🤗", add_special_tokens=False)
+    assert len(ids) > 2 and offsets == [(0, 1)] + [(1, 2)] * (len(ids) - 1)  # 🤗 in pieces, each spanning all of it
+    ids, offsets, sequence_ids = ours.encode_with_offsets("is <mask>.", "b")
+    mask = ids.index(ours.mask_token_id)
+    assert offsets[mask] == (3, 9) and sequence_ids[mask] == 0  # "<mask>" without the space it took, in text 0
+    with pytest.raises(TypeError, match="text must be a str, not int"):
+        ours.encode_with_offsets(5)
+    with pytest.raises(ValueError, match="text_pair holds a lone surrogate"):
+        ours.encode_with_offsets("fine", "\udcff")
+
+
 # ------------------------------------------------------------------------------------------ trainer
 
 
