@@ -109,7 +109,7 @@ def task_model(cls, pretrained_dir, seed: int, random_init: bool = False, **conf
     dropout restored; or, with ``random_init``, the same config from random weights (the baseline that shows
     what pretraining bought). The seed fixes the new weights."""
     torch.manual_seed(seed)
-    model = cls.from_pretrained(pretrained_dir, **FINETUNE_DROPOUT, **config_overrides)
+    model = cls.from_pretrained(pretrained_dir, new_head=True, **FINETUNE_DROPOUT, **config_overrides)
     if random_init:
         torch.manual_seed(seed)
         model = cls(model.config)

@@ -198,7 +198,7 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
     return report
 
 
-def load_pretrained(cls, name_or_path, **config_overrides):
+def load_pretrained(cls, name_or_path, new_head: bool = False, **config_overrides):
     """Build ``cls`` from a directory or Hub model with config.json + model.safetensors (or pytorch_model.bin)."""
     from .config import RobertaConfig, read_config_file
 
@@ -235,9 +235,10 @@ def load_pretrained(cls, name_or_path, **config_overrides):
         raise ValueError(f"{weights}: {len(encoder)} of the encoder's {wanted} tensors are not in the file "
                          f"({_summarise(encoder)}), so they would stay random: is it a RoBERTa checkpoint? To start "
                          f"from random weights, build {cls.__name__}(config) instead")
-    if report.missing and not {"num_labels", "id2label"} & set(config_overrides):
+    if report.missing and not new_head and not {"num_labels", "id2label"} & set(config_overrides):
         # A head the checkpoint lacks (an encoder or MLM checkpoint loaded for classification) starts random, as in
-        # transformers; asking for num_labels or id2label says a new head is meant, and then no warning is due.
+        # transformers; asking for num_labels or id2label (or new_head=True) says a new head is meant, and then no
+        # warning is due.
         logger.warning("%s from %s: %s. Train the new head before using its outputs.", cls.__name__, name_or_path,
                        report)
     elif report.missing or report.unused:

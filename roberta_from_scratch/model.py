@@ -166,11 +166,12 @@ class RobertaPreTrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters())  # a tied matrix is one parameter, counted once
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **config_overrides):
-        """Load a directory or Hub model in transformers' layout (config.json + model.safetensors)."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, new_head: bool = False, **config_overrides):
+        """Load a directory or Hub model in transformers' layout (config.json + model.safetensors). ``new_head``:
+        a task head the checkpoint lacks is meant to start random (finetuning), so it is not warned about."""
         from .hub import load_pretrained
 
-        return load_pretrained(cls, name_or_path, **config_overrides)
+        return load_pretrained(cls, name_or_path, new_head=new_head, **config_overrides)
 
     def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None):
         """Write config.json and model.safetensors with transformers' key names, each file atomically."""

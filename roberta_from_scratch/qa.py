@@ -39,6 +39,9 @@ _RAISES = re.compile(r"\bRaises? (?P<answer>(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|
                      r"KeyboardInterrupt|GeneratorExit|SystemExit)\b")
 
 
+_ABBREVIATION = re.compile(r"\b(e\.g|i\.e|etc|cf|vs)$")
+
+
 def _callable_name(source: str) -> str:
     """``package.module.Class.method`` -> ``Class.method()``; ``module.function`` -> ``module.function()``."""
     parts = source.split(".")
@@ -73,6 +76,8 @@ def questions_for(text: str, source: str) -> list[dict]:
     for kind, question, m in found:
         answer = m.group("answer").rstrip()  # "... the SB ." leaves a space before the full stop
         start, end = m.start("answer"), m.start("answer") + len(answer)
+        if _ABBREVIATION.search(answer):
+            continue  # "Return a tuple, e.g." : the full stop of an abbreviation, not the sentence's end
         if {start, end} <= boundaries:
             questions.append({"id": f"{source}:{kind}", "question": question, "context": text,
                               "answers": {"text": [answer], "answer_start": [start]}})

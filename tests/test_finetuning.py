@@ -183,3 +183,129 @@ def test_freeze_refuses_layers_the_model_lacks():
         with pytest.raises(ValueError, match=f"trainable_layers={bad}: the model has 2 layers"):
             freeze(model, bad)
     assert freeze(model, 2) == freeze(model, None) - sum(p.numel() for p in model.roberta.embeddings.parameters())
+
+
+# ----------------------------------------------------------------------------------------------- the command's tasks
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(task, tmp_path_factory):
+    """What ``--model`` names: a tiny pretrained encoder (64 positions, as at the cpu scale) with its tokenizer."""
+    from roberta_from_scratch.model import RobertaForMaskedLM
+
+    tokenizer = task[0]
+    directory = tmp_path_factory.mktemp("pretrained")
+    torch.manual_seed(0)
+    RobertaForMaskedLM(RobertaConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, hidden_size=64,
+                                                 intermediate_size=128, max_position_embeddings=66)
+                       ).save_pretrained(directory)
+    tokenizer.save(directory)
+    return directory
+
+
+def _first_rows(monkeypatch, python_docs_dir, module, loader: str, rows: int):
+    """The command's ``module.loader`` reads the test corpus and keeps the first ``rows`` rows of each split."""
+    from roberta_from_scratch import data
+
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(python_docs_dir))
+    load = getattr(module, loader)
+    monkeypatch.setattr(module, loader, lambda name, **kw: datasets.DatasetDict(
+        {split: part.select(range(min(rows, len(part)))) for split, part in load(name, **kw).items()}))
+
+
+def _saved(out, cls):
+    """The saved run: the model reloaded as ``cls`` (asserting that the file was written by that class, with its
+    head), the tokenizer and history.json."""
+    import json
+
+    assert json.loads((out / "config.json").read_text())["architectures"] == [cls.__name__]
+    model = cls.from_pretrained(out)
+    assert not model.load_report.missing and not model.load_report.unused, model.load_report
+    ByteLevelBPETokenizer.from_pretrained(out)
+    return model, json.loads((out / "history.json").read_text())
+
+
+def test_the_finetune_command_tags_entities(task, pretrained_dir, python_docs, python_docs_dir, monkeypatch,
+                                            capsys, tmp_path):
+    """Catches: --task python-docs-entities refused or trained as a classifier (a sequence head, class labels), a
+    token head of the wrong size or without its tag names, a history without the per-epoch entity F1, no test
+    scores, and --trainable-layers ignored for the tagger."""
+    from roberta_from_scratch import finetune as cli
+    from roberta_from_scratch import tagging
+    from roberta_from_scratch.model import RobertaForMaskedLM, RobertaForTokenClassification
+
+    _first_rows(monkeypatch, python_docs_dir, tagging, "load_tagging", 64)
+    out = tmp_path / "out"
+    cli.main(["--model", str(pretrained_dir), "--task", "python-docs-entities", "--epochs", "1", "--batch-size",
+              "16", "--lr", "1e-3", "--trainable-layers", "1", "--device", "cpu", "--no-progress",
+              "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert re.search(r"epoch 1: validation entity F1 [\d.]+ \(precision [\d.]+, recall [\d.]+\)", printed), printed
+    assert re.search(r"test \(64 sentences\): entity F1", printed), printed
+    model, history = _saved(out, RobertaForTokenClassification)
+    assert model.classifier.out_features == len(tagging.LABELS)
+    assert model.config.id2label == dict(enumerate(tagging.LABELS))
+    assert [r["epoch"] for r in history["eval"]] == [1] and len(history["train"]) == 4  # 64 sentences / 16
+    assert all(0 <= history["eval"][0][k] <= 1 for k in ("f1", "precision", "recall"))
+    assert 0 <= history["test"]["f1"] <= 1
+    before = RobertaForMaskedLM.from_pretrained(pretrained_dir).roberta
+    assert torch.equal(model.roberta.layers[0].ffn_in.weight, before.layers[0].ffn_in.weight)  # frozen
+    assert not torch.equal(model.roberta.layers[1].ffn_in.weight, before.layers[1].ffn_in.weight)  # trained
+
+
+def test_the_finetune_command_answers_questions(task, pretrained_dir, python_docs, python_docs_dir, monkeypatch,
+                                                capsys, tmp_path):
+    """Catches: --task python-docs-qa refused or given a classification head, a span head that is not 2 wide, a
+    history without the per-epoch exact match and F1, the default stride not the one documented for a 64-token
+    model, and a --stride the model's positions cannot hold (the model reads 64 tokens; --max-length says 128)
+    passed on to the windows instead of refused."""
+    from roberta_from_scratch import finetune as cli
+    from roberta_from_scratch import qa
+    from roberta_from_scratch.model import RobertaForQuestionAnswering
+
+    _first_rows(monkeypatch, python_docs_dir, qa, "load_qa", 16)
+    out = tmp_path / "out"
+    argv = ["--model", str(pretrained_dir), "--task", "python-docs-qa", "--epochs", "1", "--batch-size", "16",
+            "--lr", "1e-3", "--device", "cpu", "--no-progress"]
+    cli.main([*argv, "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert "stride 16)" in printed and cli.default_stride(64) == 16 and cli.default_stride(384) == 128
+    assert re.search(r"epoch 1: validation exact match [\d.]+, F1 [\d.]+", printed), printed
+    assert re.search(r"test \(16 questions\): exact match", printed), printed
+    model, history = _saved(out, RobertaForQuestionAnswering)
+    assert model.qa_outputs.out_features == 2
+    assert [r["epoch"] for r in history["eval"]] == [1]
+    assert all(0 <= history["eval"][0][k] <= 100 for k in ("exact_match", "f1"))
+    assert set(history["test"]) == {"exact_match", "f1"}
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--stride", "64", "--output-dir", str(tmp_path / "again")])
+    assert stop.value.code == 2
+    assert "--stride 64: the model reads 64 tokens at most" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "nope"], r"--task: invalid choice: 'nope' \(choose from 'python-docs-topics', 'sst2', "
+                         r"'python-docs-entities', 'conll2003', 'python-docs-qa', 'squad'\)"),
+    (["--task", "squad", "--stride", "128"], "--stride 128: windows of --max-length 128 tokens must share fewer "
+                                             "than 128"),
+    (["--task", "python-docs-qa", "--max-length", "64", "--stride", "100"], "--stride 100: windows of "
+                                                                           "--max-length 64"),
+    (["--task", "python-docs-qa", "--stride", "-1"], "--stride: -1 must be at least 0"),
+    (["--task", "python-docs-qa", "--stride", "8.5"], "--stride: '8.5' is not a number"),
+    (["--task", "python-docs-entities", "--stride", "8"], "--stride applies to question answering"),
+])
+def test_the_finetune_command_refuses_unknown_tasks_and_strides(argv, message, capsys, tmp_path):
+    """Catches: an unknown --task passed through to the classification loader (a ValueError traceback after the
+    output folder was made, naming only the classification sets), a --stride that leaves windows no new tokens
+    accepted, and a --stride silently ignored by a task without windows: each an argparse error before any work."""
+    from roberta_from_scratch import data, qa, tagging
+    from roberta_from_scratch import finetune as cli
+
+    assert set(cli.TASKS) == {"python-docs-topics", *data.HUB_CLASSIFICATION, tagging.OFFLINE_NAME,
+                              *tagging.HUB_TAGGING, qa.OFFLINE_NAME, *qa.HUB_QA}  # every loader's names
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--model", str(tmp_path / "none"), "--output-dir", str(tmp_path / "out"), *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()

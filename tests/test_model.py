@@ -327,7 +327,7 @@ def test_checkpoints_with_a_pooler_or_another_head_load_with_a_report(tmp_path):
 def test_missing_encoder_weights_fail_and_a_missing_head_is_announced(tmp_path, caplog):
     """Catches: from_pretrained on a file whose tensors match none (or only some) of the encoder's names returning a
     randomly initialised model without a word, and a head that starts random without the warning transformers
-    gives (while a head asked for with num_labels is meant to be new: no warning)."""
+    gives (while a head asked for with num_labels, or with new_head=True, is meant to be new: no warning)."""
     from safetensors.torch import save_file
 
     config = RobertaConfig(**CONFIGS["odd"])
@@ -351,6 +351,11 @@ def test_missing_encoder_weights_fail_and_a_missing_head_is_announced(tmp_path, 
         assert "newly initialised" in caplog.text and "classifier" in caplog.text and "Train the new head" in caplog.text
         caplog.clear()
         RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", num_labels=3)
+        assert caplog.text == ""
+        caplog.clear()
+        from roberta_from_scratch.model import RobertaForQuestionAnswering
+
+        RobertaForQuestionAnswering.from_pretrained(tmp_path / "mlm", new_head=True)  # finetuning's task_model
         RobertaForSequenceClassification.from_pretrained(tmp_path / "mlm", id2label={0: "a", 1: "b"})
         assert caplog.text == ""
         RobertaForMaskedLM.from_pretrained(tmp_path / "mlm")
