@@ -138,3 +138,28 @@ def test_squad_from_the_hub_takes_the_same_path():
     qa.check_answers(dataset)
     with pytest.raises(Exception, match="python-docs-qa"):
         qa.load_qa("squad", verbose=False)
+
+
+def test_windows_and_offsets_equal_transformers_overflowing_windows(tokenizer, qa_set, tmp_path):
+    """Catches: windows that differ from transformers' (`truncation="only_second"`, `stride`,
+    `return_overflowing_tokens`): a different room for the context, a stride counted as a step instead of an
+    overlap, a last window placed differently, context offsets that differ from its offset mapping. Questions long
+    enough for the stride to be capped (half a window) are left out: transformers refuses those."""
+    import transformers
+
+    tokenizer.save(tmp_path)
+    reference = transformers.RobertaTokenizer.from_pretrained(str(tmp_path))
+    compared = 0
+    for row in qa_set["train"]:
+        room = 64 - len(tokenizer.encode(row["question"], add_special_tokens=False)) - 4
+        if room < 2 * 16:
+            continue
+        ours = qa.make_windows(tokenizer, row["question"], row["context"], max_length=64, stride=16)
+        theirs = reference(row["question"], row["context"], truncation="only_second", max_length=64, stride=16,
+                           return_overflowing_tokens=True, return_offsets_mapping=True)
+        assert [w["input_ids"] for w in ours] == theirs["input_ids"], row["id"]
+        for k, window in enumerate(ours):
+            context = [tuple(o) for o, s in zip(theirs["offset_mapping"][k], theirs.sequence_ids(k)) if s == 1]
+            assert window["offsets"][window["context_start"]:window["context_end"]] == context, row["id"]
+        compared += 1
+    assert compared > 100

@@ -174,3 +174,16 @@ def test_conll_from_the_hub_takes_the_same_path(tmp_path):
     assert [tagging.CONLL_LABELS[t] for t in dataset["test"][0]["ner_tags"]] == ["B-ORG", "O", "B-MISC", "O"]
     with pytest.raises(Exception, match="python-docs-entities"):
         tagging.load_tagging("conll2003", verbose=False)  # offline here: one line naming the offline set
+
+
+def test_words_without_spacing_encode_as_transformers_split_words(tokenizer, entities_set, tmp_path):
+    """Catches: words of a data set without spacing (CoNLL-2003) encoded otherwise than transformers' tokenizer
+    does with `is_split_into_words=True, add_prefix_space=True`, or word ids that differ from its `word_ids()`."""
+    import transformers
+
+    tokenizer.save(tmp_path)
+    reference = transformers.RobertaTokenizer.from_pretrained(str(tmp_path), add_prefix_space=True)
+    for row in entities_set["train"].select(range(200)):
+        ids, word_ids = tagging.encode_words(tokenizer, row["tokens"])
+        theirs = reference(row["tokens"], is_split_into_words=True)
+        assert ids == theirs["input_ids"] and word_ids == theirs.word_ids()
