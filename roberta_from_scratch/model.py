@@ -215,6 +215,12 @@ class RobertaModel(RobertaPreTrainedModel):
 # ----------------------------------------------------------------------------------------------- heads
 
 
+def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (in fp32) of the rows that carry a label, already selected. With no row at all, a zero loss
+    that still has a graph, instead of the NaN of an empty mean: a batch with nothing to learn from."""
+    return F.cross_entropy(logits.float(), targets) if targets.numel() else logits.sum() * 0.0
+
+
 class RobertaLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> decoder. The decoder's weight *is* the token-embedding matrix (tied), so the
     model scores a vector against every token's embedding; it adds a bias of its own."""
@@ -275,8 +281,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
             selected = labels != IGNORE_INDEX
             logits = self.lm_head(out.last_hidden_state[selected])  # (num_labelled, vocab)
             targets = labels[selected]
-            # No labelled position at all: a zero loss that still has a graph, instead of the NaN of an empty mean.
-            loss = F.cross_entropy(logits.float(), targets) if targets.numel() else logits.sum() * 0.0
+            loss = labelled_cross_entropy(logits, targets)
         return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                            hidden_states=out.hidden_states, attentions=out.attentions)
 
@@ -337,9 +342,7 @@ class RobertaForTokenClassification(RobertaPreTrainedModel):
         if labels is not None:
             self.check_labels(labels, input_ids)
             selected = labels != IGNORE_INDEX
-            targets = labels[selected]
-            # No labelled position at all: a zero loss that still has a graph, instead of the NaN of an empty mean.
-            loss = F.cross_entropy(logits[selected].float(), targets) if targets.numel() else logits.sum() * 0.0
+            loss = labelled_cross_entropy(logits[selected], labels[selected])
         return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                            hidden_states=out.hidden_states, attentions=out.attentions)
 
@@ -415,9 +418,7 @@ def span_position_loss(logits: torch.Tensor, positions: torch.Tensor, seq_len: i
     [0, seq_len) is clamped to seq_len, which names no token, and carries no loss (transformers' rule)."""
     positions = positions.clamp(0, seq_len)
     kept = positions != seq_len
-    if not kept.any():
-        return logits.sum() * 0.0  # nothing to learn from in this batch: zero, not the NaN of an empty mean
-    return F.cross_entropy(logits[kept].float(), positions[kept])
+    return labelled_cross_entropy(logits[kept], positions[kept])
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -42,6 +42,16 @@ def python_docs(python_docs_dir):
     return corpus, topics
 
 
+@pytest.fixture(scope="session")
+def small_tokenizer(python_docs):
+    """A 600-token BPE on the first 800 training documents, trained once: enough pieces for the tagging and
+    question-answering tests, small enough that words split into several."""
+    from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
+
+    corpus, _ = python_docs
+    return ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:800], vocab_size=600)
+
+
 # A skip hides a test. The only accepted reasons are optional system tools the browser test needs; any other skip
 # (a declared dependency that fails to import, a fixture that gave up) fails the run, and every reason is printed.
 ALLOWED_SKIPS = ("no Chromium", "no bertviz JavaScript libraries")

@@ -4,13 +4,11 @@ import datasets
 import pytest
 
 from roberta_from_scratch import qa
-from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 
 
 @pytest.fixture(scope="module")
-def tokenizer(python_docs):
-    corpus, _ = python_docs
-    return ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:800], vocab_size=600)
+def tokenizer(small_tokenizer):
+    return small_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 
 from roberta_from_scratch import tagging
 from roberta_from_scratch.model import IGNORE_INDEX
-from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 
 import seqeval.metrics  # noqa: E402 (declared in the test extra: a broken import must fail)
 
@@ -15,9 +14,8 @@ MODULES = frozenset({"os", "os.path", "json", "string", "re"})
 
 
 @pytest.fixture(scope="module")
-def tokenizer(python_docs):
-    corpus, _ = python_docs
-    return ByteLevelBPETokenizer.train(list(corpus["train"]["text"])[:800], vocab_size=600)
+def tokenizer(small_tokenizer):
+    return small_tokenizer
 
 
 @pytest.fixture(scope="module")
