@@ -19,7 +19,7 @@ from roberta_from_scratch.finetuning import (
 from roberta_from_scratch.model import RobertaForSequenceClassification
 from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
 
-import sklearn.metrics as sklearn_metrics  # noqa: E402 (declared in the test extra: a broken import must fail)
+import sklearn.metrics as sklearn_metrics  # noqa: E402 (a runtime dependency: a broken import must fail)
 
 
 @pytest.mark.parametrize("seed", range(5))

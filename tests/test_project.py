@@ -65,7 +65,7 @@ def test_the_runtime_install_is_lean(pyproject):
     """Catches: JupyterLab, nbgrader or the test tools back among what every Colab learner installs (the setup cell
     installs the runtime dependencies), and a library the notebooks import missing from them."""
     runtime = set(_parse(pyproject["project"]["dependencies"]))
-    assert not runtime & {"jupyterlab", "notebook", "nbgrader", "pytest", "nbval", "hypothesis", "scikit-learn"}
+    assert not runtime & {"jupyterlab", "notebook", "nbgrader", "pytest", "nbval", "hypothesis", "seqeval"}
     imported = set()
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
