@@ -9,7 +9,6 @@ contrastive loss that pulls a text towards its partner and away from the rest of
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,14 +32,14 @@ def _check_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> 
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The average of each text's real token vectors, ``<s>`` and ``</s>`` included, padding left out:
-    ``(batch, seq, hidden)`` and ``(batch, seq)`` in, ``(batch, hidden)`` out."""
+    """The average of each text's real token vectors, ``<s>`` and ``</s>`` included, padding left out (whatever
+    it holds, even inf or nan): ``(batch, seq, hidden)`` and ``(batch, seq)`` in, ``(batch, hidden)`` out."""
     _check_hidden(hidden, attention_mask)
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (batch, seq, 1)
+    mask = attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
     counts = mask.sum(1)
     if bool((counts == 0).any()):
         raise ValueError("a row of attention_mask is all zeros: every text needs at least one token to average")
-    return (hidden * mask).sum(1) / counts
+    return torch.where(mask, hidden, torch.zeros((), dtype=hidden.dtype)).sum(1) / counts.to(hidden.dtype)
 
 
 def cls_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -391,12 +390,20 @@ def load_retrieval(verbose: bool = True) -> datasets.DatasetDict:
     return data
 
 
-def recall_curve(ranks: torch.Tensor, ks: Sequence[int]) -> list[float]:
-    """Recall@k for each k: the share of ranks at most k."""
-    ranks = torch.as_tensor(ranks)
-    return [float((ranks <= k).double().mean()) for k in ks]
+def rank_positions(scores: torch.Tensor) -> torch.Tensor:
+    """The rank of every document for every query, 1 = best; equal scores keep the documents' order."""
+    order = scores.argsort(dim=-1, descending=True, stable=True)
+    positions = torch.empty_like(order)
+    positions.scatter_(1, order, torch.arange(1, scores.size(1) + 1, device=scores.device).expand_as(order).contiguous())
+    return positions
 
 
-def cosine_spread(n: int) -> float:
-    """The standard deviation of the cosine of two random directions in ``n`` dimensions, about 1/sqrt(n)."""
-    return 1.0 / math.sqrt(n)
+def reciprocal_rank_fusion(*score_matrices: torch.Tensor, k: int = 60) -> torch.Tensor:
+    """Reciprocal rank fusion (Cormack, Clarke & Büttcher 2009): a document's score is the sum over the methods of
+    1 / (k + its rank by that method); the scores of different methods need no common scale."""
+    if not score_matrices:
+        raise ValueError("give at least one (queries, documents) score matrix to fuse")
+    shapes = {tuple(s.shape) for s in score_matrices}
+    if len(shapes) != 1:
+        raise ValueError(f"the score matrices must have one shape, (queries, documents); got {sorted(shapes)}")
+    return sum(1.0 / (k + rank_positions(s).double()) for s in score_matrices)

@@ -13,7 +13,7 @@ from roberta_from_scratch import assignments, grade
 from roberta_from_scratch.course import ASSIGNMENT_DIR, COURSE_MAP, colab_url, notebook_text
 
 NOTEBOOKS = assignments.exercise_notebooks(ROOT / "notebooks")
-CORE = [c.notebook for c in COURSE_MAP if re.match(r"0[1-79]_", c.notebook)]  # 08 (scaling) has no exercises
+CORE = [c.notebook for c in COURSE_MAP if re.match(r"(0[1-79]|10)_", c.notebook)]  # 08 (scaling) has no exercises
 ids = [p.stem for p in NOTEBOOKS]
 
 

@@ -29,14 +29,15 @@ def scrambled_model(vocab_size, seed=0, **overrides):
 
 
 def test_mean_pooling_ignores_padding_exactly():
-    """Catches: padding averaged in (dividing by the padded length, or summing without the mask)."""
+    """Catches: padding averaged in (dividing by the padded length, or summing without the mask), and a nan under
+    the padding that multiplying by a zero mask would carry into the mean."""
     torch.manual_seed(0)
     lengths = [5, 2, 7]
     hidden = torch.randn(3, 7, 4)
     mask = torch.zeros(3, 7, dtype=torch.long)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
-        hidden[i, n:] = 1e6  # whatever sits under the padding must not count
+        hidden[i, n:] = float("nan") if i == 0 else 1e6  # whatever sits under the padding must not count
     pooled = E.mean_pool(hidden, mask)
     for i, n in enumerate(lengths):
         torch.testing.assert_close(pooled[i], hidden[i, :n].mean(0), rtol=1e-6, atol=1e-6)
@@ -340,3 +341,18 @@ def test_split_docstring_takes_the_first_sentence():
                                                                               "The mode is r.")
     assert E.split_docstring("Compare e.g. two values") == ("Compare e.g. two values", "")
     assert not re.search(r"\s{2}", E.split_docstring("A   b.\n c")[0])
+
+
+def test_reciprocal_rank_fusion_equals_a_brute_force_computation():
+    """Catches: ranks from 0 instead of 1, ranks taken in ascending order of score, the constant k left out."""
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(4, 9, generator=g), torch.randn(4, 9, generator=g)
+    fused = E.reciprocal_rank_fusion(a, b, k=60)
+    for q in range(4):
+        for d in range(9):
+            rank_a = sorted(range(9), key=lambda j: -a[q, j].item()).index(d) + 1
+            rank_b = sorted(range(9), key=lambda j: -b[q, j].item()).index(d) + 1
+            assert fused[q, d].item() == pytest.approx(1 / (60 + rank_a) + 1 / (60 + rank_b))
+    assert torch.equal(E.rank_positions(torch.tensor([[0.5, 0.5, 0.9]])), torch.tensor([[2, 3, 1]]))
+    with pytest.raises(ValueError, match="one shape"):
+        E.reciprocal_rank_fusion(a, b[:2])

@@ -106,7 +106,9 @@ def test_data_card_describes_every_corpus():
     card = (ROOT / "data" / "README.md").read_text()
     from roberta_from_scratch.data import HUB_CLASSIFICATION, HUB_CORPORA
 
-    for name in ["python-docs", "python-docs-topics", *HUB_CORPORA, *HUB_CLASSIFICATION]:
+    from roberta_from_scratch.embeddings import RETRIEVAL_NAME
+
+    for name in ["python-docs", "python-docs-topics", RETRIEVAL_NAME, *HUB_CORPORA, *HUB_CLASSIFICATION]:
         assert f"`{name}`" in card, name
     for source in [*HUB_CORPORA.values(), *HUB_CLASSIFICATION.values()]:
         assert source.path in card
