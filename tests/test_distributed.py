@@ -55,31 +55,47 @@ def single(run, tmp_path_factory):
     return output
 
 
+@pytest.fixture(scope="module")
+def under_torchrun(run, tmp_path_factory):
+    """The output folder and printout of a torchrun run per (mode, processes), made once: the two-process runs
+    also give the checkpoints that the resume test reads."""
+    made = {}
+
+    def get(mode, processes):
+        if (mode, processes) not in made:
+            output = tmp_path_factory.mktemp(f"{mode}-{processes}")
+            made[mode, processes] = output, run(output, processes, *(["--fsdp"] if mode == "fsdp" else []),
+                                                torchrun=True)
+        return made[mode, processes]
+
+    return get
+
+
 @pytest.mark.parametrize("mode, processes", [("ddp", 2), ("fsdp", 2), ("fsdp", 1)])
-def test_processes_under_torchrun_equal_one_plain_process(run, single, tmp_path, mode, processes):
+def test_processes_under_torchrun_equal_one_plain_process(under_torchrun, single, mode, processes):
     """2 x 4 sequences take the steps of 1 x 8; so does torchrun with one process (how a one-GPU machine tries the
     multi-GPU path)."""
-    stdout = run(tmp_path, processes, *(["--fsdp"] if mode == "fsdp" else []), torchrun=True)
+    output, stdout = under_torchrun(mode, processes)
     assert f"{processes} process{'es' * (processes > 1)} ({mode.upper()})" in stdout
     assert stdout.count("final: held-out loss") == 1  # rank 0 alone reports
     train_1, eval_1 = losses(single)
-    train_2, eval_2 = losses(tmp_path)
+    train_2, eval_2 = losses(output)
     assert len(train_2) == STEPS and len(eval_2) == len(eval_1) == 3
     torch.testing.assert_close(torch.tensor(train_2), torch.tensor(train_1), rtol=0, atol=1e-5)
     torch.testing.assert_close(torch.tensor(eval_2), torch.tensor(eval_1), rtol=0, atol=1e-5)
-    assert_same_weights(tmp_path / "final", single / "final")
+    assert_same_weights(output / "final", single / "final")
     # the same data in both: a different seed would give a different first loss
     assert abs(train_1[0] - train_1[1]) > 1e-4
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_a_two_process_checkpoint_resumes_in_one_process(run, single, tmp_path, mode):
-    run(tmp_path / "two", 2, *(["--fsdp"] if mode == "fsdp" else []))
+def test_a_two_process_checkpoint_resumes_in_one_process(run, under_torchrun, single, tmp_path, mode):
+    two, _ = under_torchrun(mode, 2)
     resumed = tmp_path / "one"
-    shutil.copytree(tmp_path / "two" / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002")
+    shutil.copytree(two / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002")
     stdout = run(resumed, 1, "--resume")
     assert "resumed from" in stdout and "at step 2" in stdout
-    assert_same_weights(resumed / "final", tmp_path / "two" / "final")
+    assert_same_weights(resumed / "final", two / "final")
     assert_same_weights(resumed / "final", single / "final")
     train, _ = losses(resumed)
     torch.testing.assert_close(torch.tensor(train), torch.tensor(losses(single)[0]), rtol=0, atol=1e-5)
