@@ -60,18 +60,26 @@ def _pooling(name: str):
 # ------------------------------------------------------------------------------------------ the contrastive loss
 
 
-def contrastive_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+def contrastive_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.05,
+                     negatives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE with in-batch negatives (SimCSE's loss): row i of ``anchors`` should be most similar, by cosine, to
-    row i of ``positives`` among all rows of ``positives``; the other rows are its negatives. The cosines are divided
-    by ``temperature`` and scored by cross-entropy with target i, averaged over the rows."""
+    row i of ``positives`` among all rows of ``positives``; the other rows are its negatives. ``negatives``, an
+    optional ``(M, hidden)`` tensor, adds M more for every anchor (supervised SimCSE's hard negatives). The cosines
+    are divided by ``temperature`` and scored by cross-entropy with target i, averaged over the rows."""
     if anchors.dim() != 2 or anchors.shape != positives.shape:
         raise ValueError(f"anchors {tuple(anchors.shape)} and positives {tuple(positives.shape)} must both be "
                          "(batch, hidden), one positive per anchor")
-    if anchors.size(0) < 2:
+    if anchors.size(0) < 2 and negatives is None:
         raise ValueError("a batch of one has no in-batch negatives: use at least 2 pairs per batch")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature} (SimCSE uses 0.05)")
-    similarity = F.normalize(anchors.float(), dim=-1) @ F.normalize(positives.float(), dim=-1).T
+    candidates = positives
+    if negatives is not None:
+        if negatives.dim() != 2 or negatives.size(1) != anchors.size(1):
+            raise ValueError(f"negatives must be (M, {anchors.size(1)}), the anchors' width; got "
+                             f"{tuple(negatives.shape)}")
+        candidates = torch.cat([positives, negatives.to(positives.dtype)])
+    similarity = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
     return F.cross_entropy(similarity / temperature, torch.arange(anchors.size(0), device=anchors.device))
 
 
@@ -362,13 +370,17 @@ def build_retrieval(corpus: datasets.DatasetDict, topics: datasets.DatasetDict) 
     distractors = _unique([p for p, d in zip(seen, distractor) if d], taken)
     taken |= {_key(p["document"]) for p in distractors}
     train = _unique([p for p, d in zip(seen, distractor) if not d], taken)
+    # Queries and documents each in an order of their own (by hash), relevant documents among the distractors: a
+    # position tells nothing about relevance.
     held_out.sort(key=lambda p: stable_hash(p["query"], "retrieval-order"))
     documents = [{"document": p["document"], "source": p["source"], "area": p["area"], "held_out": True}
                  for p in held_out]
     documents += [{"document": p["document"], "source": p["source"], "area": p["area"], "held_out": False}
                   for p in distractors]
-    queries = [{"query": p["query"], "relevant": i, "source": p["source"], "area": p["area"]}
-               for i, p in enumerate(held_out)]
+    documents.sort(key=lambda d: stable_hash(d["document"], "retrieval-documents"))
+    position = {_key(d["document"]): i for i, d in enumerate(documents)}
+    queries = [{"query": p["query"], "relevant": position[_key(p["document"])], "source": p["source"],
+                "area": p["area"]} for p in held_out]
     train_rows = [{"query": p["query"], "document": p["document"], "source": p["source"]} for p in train]
 
     def table(rows: list[dict]) -> datasets.Dataset:
@@ -376,6 +388,19 @@ def build_retrieval(corpus: datasets.DatasetDict, topics: datasets.DatasetDict) 
 
     return datasets.DatasetDict({"train": table(train_rows), "queries": table(queries),
                                  "documents": table(documents)})
+
+
+def sample_retrieval(data: datasets.DatasetDict, num_queries: int, num_distractors: int) -> datasets.DatasetDict:
+    """A smaller benchmark (the smoke scale's): the first ``num_queries`` queries with their documents and the
+    first ``num_distractors`` distractors, in the documents' order, the relevant indices renumbered."""
+    queries = data["queries"].select(range(min(num_queries, len(data["queries"]))))
+    wanted = set(queries["relevant"])
+    distractors = [i for i, held in enumerate(data["documents"]["held_out"]) if not held][:num_distractors]
+    keep = sorted(wanted | set(distractors))
+    new_index = {old: new for new, old in enumerate(keep)}
+    queries = queries.map(lambda row: {"relevant": new_index[row["relevant"]]})
+    return datasets.DatasetDict({"train": data["train"], "queries": queries,
+                                 "documents": data["documents"].select(keep)})
 
 
 def load_retrieval(verbose: bool = True) -> datasets.DatasetDict:
@@ -391,11 +416,13 @@ def load_retrieval(verbose: bool = True) -> datasets.DatasetDict:
 
 
 def rank_positions(scores: torch.Tensor) -> torch.Tensor:
-    """The rank of every document for every query, 1 = best; equal scores keep the documents' order."""
-    order = scores.argsort(dim=-1, descending=True, stable=True)
-    positions = torch.empty_like(order)
-    positions.scatter_(1, order, torch.arange(1, scores.size(1) + 1, device=scores.device).expand_as(order).contiguous())
-    return positions
+    """The rank of every document for every query, 1 = best; documents with equal scores share the average of their
+    ranks (fractional ranking), so that ties favour no document."""
+    scores = scores.contiguous()
+    ascending = scores.sort(dim=-1).values
+    at_most = torch.searchsorted(ascending, scores, right=True)  # documents scoring at most as high
+    below = torch.searchsorted(ascending, scores)  # documents scoring lower
+    return (scores.size(1) - at_most) + (at_most - below + 1) / 2
 
 
 def reciprocal_rank_fusion(*score_matrices: torch.Tensor, k: int = 60) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Exercises that build the core: the package's own answer does not count.
 
-The graded exercises of notebooks 01 to 07 and 09 ask students to write a central piece (a BPE merge, masked softmax, the
-post-LN layer, the 80/10/10 corruption, a step of AdamW, ...) that the package, or PyTorch, already holds. Their
-tests call the student's function inside ``implement_yourself(...)``, which replaces each named implementation by
-a stand-in that records the call (and runs the original, so the tests go on) for as long as the test runs; when the
-block ends, a recorded call raises :class:`ImplementYourself`, so a solution that only calls it fails, with a
-message that says whether the tests passed with it:
+The graded exercises of notebooks 01 to 07, 09 and 10 ask students to write a central piece (a BPE merge, masked
+softmax, the post-LN layer, the 80/10/10 corruption, a step of AdamW, ...) that the package, or PyTorch, already
+holds. Their tests call the student's function inside ``implement_yourself(...)``, which replaces each named
+implementation by a stand-in that records the call (and runs the original, so the tests go on) for as long as
+the test runs; when the block ends, a recorded call raises :class:`ImplementYourself`, so a solution that only
+calls it fails, with a message that says whether the tests passed with it:
 
     with implement_yourself("roberta_from_scratch.tokenizer.bytes_to_unicode"):
         table = bytes_to_unicode()      # the student's function; a call of the package's fails the test at the end

@@ -17,8 +17,9 @@ STEPS, BATCH = 4, 8  # a global batch of 8: one process x 8, or two processes x 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, python_docs_dir, python_docs):
     data = tmp_path_factory.mktemp("data")
+    shutil.copytree(python_docs_dir / "cache", data / "cache")  # the corpus, built once per session
     env = {**os.environ, "RFS_DATA_DIR": str(data), "RFS_SCALE": "smoke", "OMP_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1"}
 

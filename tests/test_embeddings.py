@@ -120,6 +120,15 @@ def test_contrastive_loss_equals_a_hand_computation():
     assert E.contrastive_loss(5 * anchors, 0.1 * positives, t).item() == pytest.approx(expected, rel=1e-5)
     # A batch whose pairs match scores lower than the same batch with its partners shuffled.
     assert E.contrastive_loss(anchors, anchors + 0.1, t) < E.contrastive_loss(anchors, anchors.roll(1, 0) + 0.1, t)
+    # Hard negatives: every anchor is also compared with each extra row, after the positives.
+    negatives = torch.tensor([[0.0, -1.0], [1.0, 1.0]])
+    rows = []
+    for i, u in enumerate(anchors.tolist()):
+        logits = [cos(u, v) / t for v in positives.tolist() + negatives.tolist()]
+        rows.append(-logits[i] + math.log(sum(math.exp(x) for x in logits)))
+    assert E.contrastive_loss(anchors, positives, t, negatives).item() == pytest.approx(sum(rows) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match=r"negatives must be \(M, 2\)"):
+        E.contrastive_loss(anchors, positives, t, torch.ones(2, 3))
 
 
 def test_contrastive_loss_rejects_bad_input():
@@ -330,6 +339,14 @@ def test_the_retrieval_benchmark_keeps_its_parts_apart(python_docs):
         text = next(r["text"] for r in source if r["source"] == q["source"] and
                     _key(r["text"]).startswith(_key(q["query"])))
         assert _key(text) == _key(q["query"] + " " + documents[q["relevant"]]["document"])
+    held = documents["held_out"]
+    assert not all(held[:len(queries)]), "relevant documents must not sit together at the front"
+    for q in queries.select(range(20)):
+        assert held[q["relevant"]]
+    small = E.sample_retrieval(data, 30, 20)
+    assert len(small["queries"]) == 30 and len(small["documents"]) == 50
+    for q, big in zip(small["queries"], queries.select(range(30))):
+        assert small["documents"][q["relevant"]]["document"] == documents[big["relevant"]]["document"]
     again = E.build_retrieval(corpus, topics)
     assert again["queries"]["query"] == queries["query"] and again["train"]["query"] == train["query"]
 
@@ -353,6 +370,9 @@ def test_reciprocal_rank_fusion_equals_a_brute_force_computation():
             rank_a = sorted(range(9), key=lambda j: -a[q, j].item()).index(d) + 1
             rank_b = sorted(range(9), key=lambda j: -b[q, j].item()).index(d) + 1
             assert fused[q, d].item() == pytest.approx(1 / (60 + rank_a) + 1 / (60 + rank_b))
-    assert torch.equal(E.rank_positions(torch.tensor([[0.5, 0.5, 0.9]])), torch.tensor([[2, 3, 1]]))
+    # ties share the average of their ranks: no document is favoured by its position
+    assert E.rank_positions(torch.tensor([[0.5, 0.5, 0.9, 0.5]])).tolist() == [[3.0, 3.0, 1.0, 3.0]]
+    tied = torch.zeros(2, 6)
+    assert torch.equal(E.reciprocal_rank_fusion(tied, tied), torch.full((2, 6), 2 / 63.5, dtype=torch.float64))
     with pytest.raises(ValueError, match="one shape"):
         E.reciprocal_rank_fusion(a, b[:2])

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,12 +226,13 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(setup, tmp_pat
         trainer_for(setup).load_checkpoint(tmp_path)
 
 
-def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, python_docs_dir, python_docs):
     """Catches: a run killed with SIGKILL (no chance to clean up) that cannot resume, or that resumes into other
     weights than the run would have reached (data order, masks, optimizer or random state not restored). The kill
     lands while the run is stopped (SIGSTOP) after its step-10 checkpoint, so a fast run cannot finish first."""
     from safetensors.torch import load_file
 
+    shutil.copytree(python_docs_dir / "cache", tmp_path / "data" / "cache")  # the corpus, built once per session
     env = {**os.environ, "RFS_DATA_DIR": str(tmp_path / "data"), "RFS_SCALE": "smoke", "PYTHONUNBUFFERED": "1"}
 
     def command(out):
