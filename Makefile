@@ -60,10 +60,10 @@ test-colab:
 		$(NBVAL_OPTS) notebooks/; status=$$?; rm -rf $$data; exit $$status
 
 # The lowest versions pyproject.toml allows (torch excepted): the unit tests of the code that calls the data,
-# tokenizer, model and plotting libraries.
+# tokenizer, model and plotting libraries, and the search baselines (scikit-learn, bm25s).
 MIN_VENV := .venv-min
 MIN_TESTS := tests/test_data.py tests/test_tokenizer.py tests/test_model.py tests/test_attention.py \
-	tests/test_masking.py tests/test_viz.py tests/test_files.py tests/test_settings.py
+	tests/test_masking.py tests/test_viz.py tests/test_files.py tests/test_settings.py tests/test_embeddings.py
 test-min:
 	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
