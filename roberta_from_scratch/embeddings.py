@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import _area, _key, load_classification, load_corpus, stable_hash
+from .optim import linear_schedule, parameter_groups
+from .training import StepBatches
 
 # --------------------------------------------------------------------------------------------------- pooling
 
@@ -86,7 +88,7 @@ def contrastive_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature
 # ----------------------------------------------------------------------------------------------- encoding
 
 
-def max_length_for(model, tokenizer, max_length: int | None = None) -> int:
+def max_length_for(model, max_length: int | None = None) -> int:
     """The longest input the model's position table takes, capped at ``max_length`` when given."""
     limit = model.config.max_tokens
     return min(limit, max_length) if max_length else limit
@@ -112,7 +114,7 @@ def encode(model, tokenizer, texts: Sequence[str], batch_size: int = 64, pooling
     texts = list(texts)
     if not texts:
         return torch.empty(0, model.config.hidden_size)
-    limit = max_length_for(model, tokenizer, max_length)
+    limit = max_length_for(model, max_length)
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     was_training = model.training
@@ -149,14 +151,11 @@ def anisotropy(vectors: torch.Tensor, pairs: int = 10_000, seed: int = 0) -> flo
 class SearchIndex:
     """Unit vectors of documents; ``search`` ranks them by cosine similarity (a dot product of unit vectors)."""
 
-    def __init__(self, vectors: torch.Tensor, texts: Sequence[str] | None = None):
+    def __init__(self, vectors: torch.Tensor):
         if vectors.dim() != 2 or vectors.size(0) == 0:
             raise ValueError(f"vectors must be (documents, hidden) with at least one document, got "
                              f"{tuple(vectors.shape)}")
-        if texts is not None and len(texts) != vectors.size(0):
-            raise ValueError(f"{vectors.size(0)} vectors but {len(texts)} texts: give one text per vector")
         self.vectors = F.normalize(vectors.float(), dim=-1)
-        self.texts = list(texts) if texts is not None else None
 
     def __len__(self) -> int:
         return self.vectors.size(0)
@@ -204,6 +203,27 @@ def retrieval_metrics(scores: torch.Tensor, relevant: Sequence[int], ks: Sequenc
     return result
 
 
+def rank_positions(scores: torch.Tensor) -> torch.Tensor:
+    """The rank of every document for every query, 1 = best; documents with equal scores share the average of their
+    ranks (fractional ranking), so that ties favour no document."""
+    scores = scores.contiguous()
+    ascending = scores.sort(dim=-1).values
+    at_most = torch.searchsorted(ascending, scores, right=True)  # documents scoring at most as high
+    below = torch.searchsorted(ascending, scores)  # documents scoring lower
+    return (scores.size(1) - at_most) + (at_most - below + 1) / 2
+
+
+def reciprocal_rank_fusion(*score_matrices: torch.Tensor, k: int = 60) -> torch.Tensor:
+    """Reciprocal rank fusion (Cormack, Clarke & Büttcher 2009): a document's score is the sum over the methods of
+    1 / (k + its rank by that method); the scores of different methods need no common scale."""
+    if not score_matrices:
+        raise ValueError("give at least one (queries, documents) score matrix to fuse")
+    shapes = {tuple(s.shape) for s in score_matrices}
+    if len(shapes) != 1:
+        raise ValueError(f"the score matrices must have one shape, (queries, documents); got {sorted(shapes)}")
+    return sum(1.0 / (k + rank_positions(s).double()) for s in score_matrices)
+
+
 # ------------------------------------------------------------------------------------------ lexical baselines
 
 
@@ -223,13 +243,15 @@ BM25_PARAMETERS = {"k1": 1.5, "b": 0.75, "method": "lucene"}  # bm25s's defaults
 def bm25_scores(queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
     """Okapi BM25 (Robertson & Zaragoza 2009) with the ``bm25s`` library, Lucene's variant (its term weight lacks
     the (k1 + 1) factor, which scales every score alike), and its tokenizer (lower case, words of two or more
-    characters, English stop words removed): ``(queries, documents)``."""
+    characters, English stop words removed): ``(queries, documents)``. A query with no word left (empty, or
+    only stop words) scores 0 everywhere (bm25s itself fails on it)."""
     import bm25s
 
     retriever = bm25s.BM25(**BM25_PARAMETERS)
     retriever.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
     tokenized = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
-    return torch.stack([torch.from_numpy(retriever.get_scores(words)).float() for words in tokenized])
+    return torch.stack([torch.from_numpy(retriever.get_scores(words)).float() if words else
+                        torch.zeros(len(documents)) for words in tokenized])
 
 
 # -------------------------------------------------------------------------------------- contrastive training
@@ -252,19 +274,16 @@ class ContrastiveConfig:
 
 def pair_batches(first: Sequence[str], second: Sequence[str], batch_size: int, steps: int, seed: int
                  ) -> Iterator[tuple[list[str], list[str]]]:
-    """``steps`` batches of ``batch_size`` aligned pairs, drawn without replacement in shuffled passes over the
-    pairs (a new order each pass, from ``seed``)."""
+    """``steps`` batches of ``batch_size`` aligned pairs: the pretraining loop's :class:`StepBatches` (each pass
+    over the pairs shuffled anew from ``seed``, the incomplete last batch of a pass dropped)."""
     if len(first) != len(second):
         raise ValueError(f"{len(first)} first texts but {len(second)} second texts: give the pairs aligned")
     if len(first) < max(batch_size, 2):
         raise ValueError(f"{len(first)} pairs are fewer than a batch of {batch_size}: lower batch_size")
-    g = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order += torch.randperm(len(first), generator=g).tolist()
-        chosen, order = order[:batch_size], order[batch_size:]
-        yield [first[i] for i in chosen], [second[i] for i in chosen]
+    batches = StepBatches(list(zip(first, second)), batch_size, seed)
+    for step in range(steps):
+        a, b = zip(*batches(step))
+        yield list(a), list(b)
 
 
 def train_contrastive(model, tokenizer, first: Sequence[str], second: Sequence[str] | None, cfg: ContrastiveConfig
@@ -273,16 +292,16 @@ def train_contrastive(model, tokenizer, first: Sequence[str], second: Sequence[s
 
     ``second`` None: unsupervised SimCSE, each text of ``first`` twice through the encoder in one batch, so that
     two dropout masks make its two views. Otherwise supervised: ``first[i]`` is pulled towards ``second[i]``.
-    AdamW, a linear warm-up then a linear decay to zero, gradients clipped to norm 1."""
+    AdamW (weight decay 0.01, none on biases and LayerNorm), the pretraining loop's linear warm-up and decay to
+    zero, gradients clipped to norm 1; a loss that is not finite stops the run with an error."""
     unsupervised = second is None
     second = list(first) if unsupervised else list(second)
-    limit = max_length_for(model, tokenizer, cfg.max_length)
+    limit = max_length_for(model, cfg.max_length)
     device = next(model.parameters()).device
     torch.manual_seed(cfg.seed)  # the dropout masks
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=cfg.lr)
     warmup = max(1, round(cfg.warmup_fraction * cfg.steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (cfg.steps - s) / (cfg.steps - warmup + 1)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup, cfg.steps))
     model.train()
     losses = []
     for a_texts, b_texts in pair_batches(first, second, cfg.batch_size, cfg.steps, cfg.seed):
@@ -294,6 +313,9 @@ def train_contrastive(model, tokenizer, first: Sequence[str], second: Sequence[s
             a = embed(model, {k: v.to(device) for k, v in tokenizer(a_texts, max_length=limit).items()}, cfg.pooling)
             b = embed(model, {k: v.to(device) for k, v in tokenizer(b_texts, max_length=limit).items()}, cfg.pooling)
         loss = contrastive_loss(a, b, cfg.temperature)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the contrastive loss is {loss.item()} at step {len(losses)}: lower the "
+                                     f"learning rate (now {schedule.get_last_lr()[0]:.2e})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -414,23 +436,3 @@ def load_retrieval(verbose: bool = True) -> datasets.DatasetDict:
               f"{len(data['train']):,} training pairs")
     return data
 
-
-def rank_positions(scores: torch.Tensor) -> torch.Tensor:
-    """The rank of every document for every query, 1 = best; documents with equal scores share the average of their
-    ranks (fractional ranking), so that ties favour no document."""
-    scores = scores.contiguous()
-    ascending = scores.sort(dim=-1).values
-    at_most = torch.searchsorted(ascending, scores, right=True)  # documents scoring at most as high
-    below = torch.searchsorted(ascending, scores)  # documents scoring lower
-    return (scores.size(1) - at_most) + (at_most - below + 1) / 2
-
-
-def reciprocal_rank_fusion(*score_matrices: torch.Tensor, k: int = 60) -> torch.Tensor:
-    """Reciprocal rank fusion (Cormack, Clarke & Büttcher 2009): a document's score is the sum over the methods of
-    1 / (k + its rank by that method); the scores of different methods need no common scale."""
-    if not score_matrices:
-        raise ValueError("give at least one (queries, documents) score matrix to fuse")
-    shapes = {tuple(s.shape) for s in score_matrices}
-    if len(shapes) != 1:
-        raise ValueError(f"the score matrices must have one shape, (queries, documents); got {sorted(shapes)}")
-    return sum(1.0 / (k + rank_positions(s).double()) for s in score_matrices)

@@ -105,7 +105,6 @@ def test_every_notebook_is_on_the_map_and_every_written_chapter_exists():
 def test_data_card_describes_every_corpus():
     card = (ROOT / "data" / "README.md").read_text()
     from roberta_from_scratch.data import HUB_CLASSIFICATION, HUB_CORPORA
-
     from roberta_from_scratch.embeddings import RETRIEVAL_NAME
 
     for name in ["python-docs", "python-docs-topics", RETRIEVAL_NAME, *HUB_CORPORA, *HUB_CLASSIFICATION]:
