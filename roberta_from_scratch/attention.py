@@ -11,6 +11,10 @@ Masks say which keys a query may look at (True or 1 = attend). A masked key gets
 keys are all masked (a sequence that is nothing but padding) gets zero weights and a zero output, on both paths,
 instead of the NaN that a ``-inf`` mask gives; transformers gives such rows the average of the values, which is
 the only place where its outputs and ours differ (those positions are padding and are never read).
+
+Rotary position embeddings (RoPE; Su et al. 2021, arXiv 2104.09864; notebook 11) turn each query and key by an
+angle proportional to its position before the scores are taken, so that a score depends on the two tokens and on
+how far apart they are, not on where they stand.
 """
 
 from __future__ import annotations
@@ -64,12 +68,47 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Ten
     return weights @ v, weights
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a quarter turn of each pair (x1[i], x2[i])."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE: pair ``i`` of a head's dimensions (``i`` and ``i + head_dim / 2``, the half-split layout of GPT-NeoX
+    and transformers; the paper pairs neighbours, which is the same up to an order of the dimensions) turns by
+    ``position * theta ** (-2i / head_dim)``. No weights: only the angles' frequencies, which are not saved."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"head_dim={head_dim}: rotary positions turn pairs of dimensions, so it must be even")
+        self.register_buffer("inv_freq", theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim),
+                             persistent=False)
+
+    def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of every (position, dimension), (tokens, head_dim) each, in fp32."""
+        freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (tokens, head_dim / 2)
+        freqs = torch.cat((freqs, freqs), dim=-1)
+        return freqs.cos(), freqs.sin()
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate ``q`` and ``k`` (..., tokens, head_dim); ``positions`` default to 0, 1, ..., tokens - 1."""
+        if positions is None:
+            positions = torch.arange(q.size(-2), device=q.device)
+        cos, sin = self.angles(positions)
+        return tuple((x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype) for x in (q, k))
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention with RoBERTa's layout: separate query, key and value projections and an output
     projection, each ``nn.Linear(hidden_size, hidden_size)``, so transformers' weights map one to one
-    (``attention.self.{query,key,value}`` and ``attention.output.dense``)."""
+    (``attention.self.{query,key,value}`` and ``attention.output.dense``). ``rotary``: a RotaryEmbedding that
+    turns the queries and keys (notebook 11)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 rotary: RotaryEmbedding | None = None):
         super().__init__()
         if num_heads <= 0 or hidden_size <= 0 or hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} must be a positive multiple of num_heads={num_heads} "
@@ -80,6 +119,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.key = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.value = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.output = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.rotary = rotary
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, tokens, hidden) -> (batch, heads, tokens, head_dim)."""
@@ -95,6 +135,8 @@ class MultiHeadSelfAttention(nn.Module):
         batch, tokens, _ = x.shape
         keep = expand_mask(attention_mask, batch, self.num_heads, tokens, tokens)
         q, k, v = (self.split_heads(proj(x)) for proj in (self.query, self.key, self.value))
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
         p = self.dropout if self.training else 0.0
         if output_attentions:
             out, weights = attention(q, k, v, keep, dropout=p, training=self.training)

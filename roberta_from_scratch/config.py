@@ -2,6 +2,11 @@
 
 The defaults are roberta-base's (not ``transformers.RobertaConfig()``'s, which are BERT's: 512 positions, two token
 types, LayerNorm eps 1e-12). Presets give the sizes the course trains at.
+
+Five architecture switches give the encoders that came after RoBERTa (notebook 11); their defaults are RoBERTa's,
+and a config that keeps them writes exactly transformers' ``config.json``. A config that changes one writes the
+switches too, under ``model_type`` ``"roberta-variant"``: transformers has no such model and says so, instead of
+loading the weights into the wrong architecture.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "large": (1024, 24, 16, 4096),  # roberta-large
 }
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu")
+# The architecture switches and RoBERTa's value of each (notebook 11). ``norm_position``: "post" (BERT, RoBERTa) or
+# "pre" (LayerNorm before each sub-block and once after the last layer); ``bias``: False drops the biases of the
+# encoder's linear layers and LayerNorms (the MLM decoder keeps its own); ``feed_forward``: "mlp" or "glu" (the
+# gated feed-forward of Shazeer 2020, GeGLU with hidden_act gelu, SwiGLU with silu); ``position_embedding_type``:
+# "absolute" (the learned table) or "rotary" (RoPE, Su et al. 2021); ``rope_theta``: RoPE's base.
+ARCHITECTURE = {"norm_position": "post", "bias": True, "feed_forward": "mlp", "position_embedding_type": "absolute",
+                "rope_theta": 10000.0}
+CHOICES = {"norm_position": ("post", "pre"), "feed_forward": ("mlp", "glu"),
+           "position_embedding_type": ("absolute", "rotary")}
+MODEL_TYPE, VARIANT_MODEL_TYPE = "roberta", "roberta-variant"
 
 
 @dataclass
@@ -43,6 +58,11 @@ class RobertaConfig:
     classifier_dropout: float | None = None  # None: hidden_dropout_prob
     num_labels: int = 2
     id2label: dict[int, str] | None = field(default=None)
+    norm_position: str = "post"
+    bias: bool = True
+    feed_forward: str = "mlp"
+    position_embedding_type: str = "absolute"
+    rope_theta: float = 10000.0
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -60,6 +80,17 @@ class RobertaConfig:
         if self.max_position_embeddings <= self.pad_token_id + 1:
             raise ValueError(f"max_position_embeddings={self.max_position_embeddings} leaves no position after the "
                              f"padding offset {self.pad_token_id + 1}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {', '.join(map(repr, allowed))}"
+                                 + (" (transformers' relative_key positions are not built here)"
+                                    if name == "position_embedding_type" else ""))
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias={self.bias!r}: must be True or False")
+        if not (isinstance(self.rope_theta, (int, float)) and self.rope_theta > 1):
+            raise ValueError(f"rope_theta={self.rope_theta!r}: RoPE's base must be a number above 1 (usually 10000)")
+        if self.position_embedding_type == "rotary" and self.head_dim % 2:
+            raise ValueError(f"rotary positions turn pairs of dimensions: head_dim={self.head_dim} must be even")
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             self.num_labels = len(self.id2label)
@@ -73,6 +104,15 @@ class RobertaConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    def architecture(self) -> dict:
+        """The switches of ARCHITECTURE and their values here."""
+        return {name: getattr(self, name) for name in ARCHITECTURE}
+
+    @property
+    def is_variant(self) -> bool:
+        """True when a switch differs from RoBERTa's: transformers cannot run this model."""
+        return self.architecture() != ARCHITECTURE
+
     @classmethod
     def from_preset(cls, name: str, **overrides) -> RobertaConfig:
         """``tiny``, ``mini``, ``small``, ``base`` or ``large``; keyword arguments override any field."""
@@ -83,8 +123,12 @@ class RobertaConfig:
                       "intermediate_size": intermediate, **overrides})
 
     def to_dict(self) -> dict:
-        """A transformers-compatible ``config.json`` dictionary."""
+        """A transformers-compatible ``config.json`` dictionary; a variant's has its switches and its own
+        model_type."""
         d = dataclasses.asdict(self)
+        if not self.is_variant:
+            for name in ARCHITECTURE:
+                d.pop(name)
         id2label = d.pop("id2label")
         if id2label is not None:
             d["id2label"] = {str(k): v for k, v in id2label.items()}
@@ -92,12 +136,12 @@ class RobertaConfig:
         else:
             d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
             d["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
-        return {"model_type": "roberta", **d}
+        return {"model_type": VARIANT_MODEL_TYPE if self.is_variant else MODEL_TYPE, **d}
 
     @classmethod
     def from_dict(cls, d: dict) -> RobertaConfig:
         """From a ``config.json`` dictionary (ours or transformers'); fields we do not use are ignored."""
-        if d.get("model_type", "roberta") not in ("roberta", "xlm-roberta"):
+        if d.get("model_type", MODEL_TYPE) not in (MODEL_TYPE, "xlm-roberta", VARIANT_MODEL_TYPE):
             raise ValueError(f"config is for model_type={d['model_type']!r}, not 'roberta'")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
@@ -137,3 +181,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: holds a JSON {type(d).__name__}, not an object of settings; the file is damaged "
                          "or is not a model's config.json")
     return d
+
+
+def glu_intermediate_size(intermediate_size: int) -> int:
+    """The width of a gated feed-forward layer with the weights of a plain one of ``intermediate_size``: it has
+    three matrices instead of two, so two thirds of the width (Shazeer 2020, arXiv 2002.05202, section 2)."""
+    return round(2 * intermediate_size / 3)

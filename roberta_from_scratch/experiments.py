@@ -19,6 +19,14 @@ seeds, test accuracy at the chosen rate; then a label-efficiency curve (5% to 10
 pretrained and random encoders and a bag-of-words logistic regression::
 
     python -m roberta_from_scratch.experiments finetuning --scale cpu
+
+Beyond RoBERTa (notebook 11): an ablation ladder at equal wall-clock. RoBERTa's recipe (post-LN, biases, a GELU
+feed-forward layer, a learned position table, dropout 0.1, 15% masking), then each later change alone (pre-LN,
+no biases, GeGLU, RoPE, dropout off; masking at 20, 30 and 40%), then the combination of those that helped;
+several seeds, held-out loss and accuracy on the same 15% masks, tokens/s; the topic classifier of notebook 06
+finetuned from the baseline and the combination::
+
+    python -m roberta_from_scratch.experiments beyond-roberta --scale cpu
 """
 
 from __future__ import annotations
@@ -287,6 +295,232 @@ def run_finetuning_experiment(pretrained_dir, tokenizer, train: list[dict], vali
     return {"settings": settings_dict(settings), "sweep": sweep, "chosen": chosen, "label_efficiency": curve}
 
 
+# ----------------------------------------------------------------------------------------------- beyond RoBERTa
+
+# The changes of notebook 11, each as the RobertaConfig fields it sets on top of RoBERTa's recipe (the baseline).
+CHANGES: dict[str, dict] = {
+    "pre-LN": {"norm_position": "pre"},
+    "no biases": {"bias": False},
+    "GeGLU": {"feed_forward": "glu"},  # at the plain layer's parameter count (arm_config sets the width)
+    "RoPE": {"position_embedding_type": "rotary"},
+    "dropout off": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+}
+EVAL_MASK_RATE = 0.15  # every arm is evaluated on the same held-out blocks masked at this rate
+BASELINE, COMBINATION = "RoBERTa", "best combination"
+
+
+@dataclass(frozen=True)
+class AblationExperiment:
+    """The sizes of notebook 11's ablation ladder. Every arm gets the same wall-clock budget: the time the baseline
+    takes for ``baseline_steps`` steps, turned into steps per arm by the arms' throughputs, measured side by side
+    (``timing_rounds`` interleaved rounds of ``timing_steps`` steps each; the median round counts)."""
+
+    baseline_steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: float = 0.05  # share of each run's steps; then linear decay to 0 at the end of the budget
+    seeds: tuple[int, ...] = (0, 1, 2)
+    mask_rates: tuple[float, ...] = (0.2, 0.3, 0.4)  # besides 15%, on the baseline
+    changes: tuple[str, ...] = tuple(CHANGES)
+    timing_rounds: int = 3
+    timing_steps: int = 8
+    evaluations: int = 4  # held-out evaluations per run, evenly spaced
+    finetune_seeds: tuple[int, ...] = (0, 1, 2)  # downstream check of the baseline and the combination; () skips it
+
+
+ABLATION = {
+    "smoke": {"live": AblationExperiment(baseline_steps=6, batch_size=16, seeds=(0,), mask_rates=(0.4,),
+                                         changes=("pre-LN", "RoPE"), timing_rounds=3, timing_steps=2, evaluations=1,
+                                         finetune_seeds=()),
+              "full": AblationExperiment(baseline_steps=10, batch_size=16, seeds=(0, 1), mask_rates=(0.4,),
+                                         timing_rounds=2, timing_steps=2, evaluations=2, finetune_seeds=(0,))},
+    "cpu": {"live": AblationExperiment(baseline_steps=150, seeds=(0,), mask_rates=(0.3,), timing_steps=4,
+                                       evaluations=3, finetune_seeds=()),
+            "full": AblationExperiment(baseline_steps=300)},
+    "gpu": {"live": AblationExperiment(baseline_steps=300, batch_size=128, lr=1e-3, seeds=(0,), finetune_seeds=()),
+            "full": AblationExperiment(baseline_steps=1000, batch_size=128, lr=1e-3)},
+}
+
+
+def ablation_baseline(scale_name: str):
+    """The baseline of the ladder: notebook 05's model at this scale, with RoBERTa's dropout of 0.1 (the cpu recipe
+    of notebook 05 trains without it; here that is one of the changes)."""
+    from dataclasses import replace
+
+    _, config, *_ = course_setting(scale_name)
+    return replace(config, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+
+
+def arm_config(baseline, changes):
+    """``baseline`` (a RobertaConfig) with the named CHANGES; a gated feed-forward layer gets the width that keeps
+    the plain layer's parameter count."""
+    from dataclasses import replace
+
+    from .config import glu_intermediate_size
+
+    unknown = [c for c in changes if c not in CHANGES]
+    if unknown:
+        raise ValueError(f"unknown change {unknown[0]!r}: choose from {', '.join(CHANGES)}")
+    fields = {k: v for change in changes for k, v in CHANGES[change].items()}
+    if fields.get("feed_forward") == "glu" and baseline.feed_forward != "glu":
+        fields["intermediate_size"] = glu_intermediate_size(baseline.intermediate_size)
+    return replace(baseline, **fields)
+
+
+def ablation_arms(settings: AblationExperiment) -> dict[str, tuple[tuple[str, ...], float]]:
+    """Arm name -> (changes, training masking rate): the baseline, each change alone, each masking rate alone."""
+    arms = {BASELINE: ((), EVAL_MASK_RATE)}
+    arms.update({change: ((change,), EVAL_MASK_RATE) for change in settings.changes})
+    arms.update({f"masking {rate:.0%}": ((), rate) for rate in settings.mask_rates})
+    return arms
+
+
+def _arm_trainer(baseline, arm, tokenizer, train_blocks, eval_blocks, steps, settings, seed, device):
+    from .masking import DataCollatorForMLM
+    from .model import RobertaForMaskedLM
+    from .training import Trainer, TrainingConfig
+
+    changes, rate = arm
+    torch.manual_seed(seed)
+    model = RobertaForMaskedLM(arm_config(baseline, changes))
+    cfg = TrainingConfig(max_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
+                         warmup_steps=round(settings.warmup * steps), eval_every=max(1, steps // settings.evaluations),
+                         seed=seed, progress=False, device=device)
+    return Trainer(model, train_blocks, DataCollatorForMLM(tokenizer, mlm_probability=rate), cfg, eval_blocks,
+                   eval_collator=DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE))
+
+
+def measure_throughput(baseline, arms: dict, tokenizer, train_blocks, settings: AblationExperiment,
+                       device: str = "cpu") -> dict[str, float]:
+    """Training tokens per second of every arm, measured side by side: one step each to warm up, then
+    ``timing_rounds`` rounds in which every arm runs ``timing_steps`` steps in turn (so a machine that slows down
+    slows all arms alike); the median round of each arm."""
+    import time
+
+    trainers = {name: _arm_trainer(baseline, arm, tokenizer, train_blocks, None, 10 ** 6, settings, 0, device)
+                for name, arm in arms.items()}
+    for trainer in trainers.values():
+        trainer.train_step()
+    rates = {name: [] for name in arms}
+    for _ in range(settings.timing_rounds):
+        for name, trainer in trainers.items():
+            tokens, start = 0, time.perf_counter()
+            for _ in range(settings.timing_steps):
+                trainer.train_step()  # returns a float: the step has finished on the device
+                tokens += trainer.last_tokens
+            rates[name].append(tokens / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+BUDGET_RATIO = (0.5, 2.0)  # no change here makes a step more than twice as fast or as slow
+
+
+def budget_steps(throughput: dict[str, float], baseline_steps: int) -> dict[str, int]:
+    """Steps per arm in the wall-clock time that the baseline takes for ``baseline_steps`` steps. A speed ratio
+    outside BUDGET_RATIO is a glitch of the measurement (another program took the cores while one arm was timed),
+    and is held at the nearer bound, so that one bad timing cannot give an arm four times the budget."""
+    low, high = BUDGET_RATIO
+    return {name: max(1, round(baseline_steps * min(high, max(low, rate / throughput[BASELINE]))))
+            for name, rate in throughput.items()}
+
+
+def final_losses(runs: list[dict], metric: str = "loss") -> list[float]:
+    return [run["eval"][-1][metric] for run in runs]
+
+
+def choose_combination(runs: dict[str, list[dict]], settings: AblationExperiment) -> tuple[tuple[str, ...], float]:
+    """The changes whose arm ended with a lower mean held-out loss than the baseline, and the masking rate (15%
+    included) with the lowest: the combination the ladder suggests."""
+    base = statistics.fmean(final_losses(runs[BASELINE]))
+    helped = tuple(c for c in settings.changes if statistics.fmean(final_losses(runs[c])) < base)
+    losses = {EVAL_MASK_RATE: base, **{r: statistics.fmean(final_losses(runs[f"masking {r:.0%}"]))
+                                       for r in settings.mask_rates}}
+    return helped, min(losses, key=losses.get)
+
+
+def run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings: AblationExperiment, device: str = "cpu",
+                 downstream=None, progress=None) -> dict:
+    """The ladder: throughputs side by side, every arm for every seed at the same wall-clock budget (held-out loss
+    and accuracy on the same 15% masks), then the combination the single arms suggest, timed against the baseline
+    and trained the same way. ``downstream(pretrained_dir, seed) -> dict`` (a finetuning run), when given, scores
+    the baseline and the combination models of the seeds in ``settings.finetune_seeds``. ``progress(text)`` is
+    called before each run."""
+    import tempfile
+
+    arms = ablation_arms(settings)
+    throughput = measure_throughput(baseline, arms, tokenizer, train_blocks, settings, device)
+    steps = budget_steps(throughput, settings.baseline_steps)
+    runs = {name: [] for name in arms}
+    downstream_runs = {BASELINE: [], COMBINATION: []}
+    with tempfile.TemporaryDirectory() as scratch:
+        def train(name, arm, seed):
+            if progress:
+                progress(f"{name}, seed {seed}, {steps[name]} steps")
+            trainer = _arm_trainer(baseline, arm, tokenizer, train_blocks, eval_blocks, steps[name], settings, seed,
+                                   device)
+            history = trainer.train()
+            runs.setdefault(name, []).append({"seed": seed, "steps": steps[name], "eval": history.eval})
+            if downstream and name in downstream_runs and seed in settings.finetune_seeds:
+                directory = trainer.save_model(Path(scratch) / f"{len(downstream_runs[name])}-{seed}")
+                if progress:
+                    progress(f"{name}, seed {seed}: finetuning")
+                downstream_runs[name].append({"seed": seed, **downstream(directory, seed)})
+
+        for seed in settings.seeds:  # seed by seed, every arm in turn: a slow spell of the machine hits all arms
+            for name, arm in arms.items():
+                train(name, arm, seed)
+        changes, rate = choose_combination(runs, settings)
+        combination = {BASELINE: arms[BASELINE], COMBINATION: (changes, rate)}
+        timed = measure_throughput(baseline, combination, tokenizer, train_blocks, settings, device)
+        throughput[COMBINATION] = throughput[BASELINE] * timed[COMBINATION] / timed[BASELINE]
+        steps[COMBINATION] = budget_steps(timed, settings.baseline_steps)[COMBINATION]
+        for seed in settings.seeds:
+            train(COMBINATION, (changes, rate), seed)
+    config = arm_config(baseline, changes)
+    return {"settings": settings_dict(settings), "baseline": baseline.to_dict(), "throughput": throughput,
+            "steps": steps, "runs": runs, "combination": {"changes": list(changes), "mask_rate": rate},
+            "parameters": {name: _parameters(arm_config(baseline, arm[0])) for name, arm in
+                           {**arms, COMBINATION: (changes, rate)}.items()},
+            "downstream": downstream_runs if downstream else None, "combination_config": config.to_dict()}
+
+
+def _parameters(config) -> int:
+    from .model import RobertaForMaskedLM
+
+    return RobertaForMaskedLM(config).num_parameters()
+
+
+def ablation_results_path(scale: str) -> Path:
+    return RESULTS_DIR / f"beyond_roberta-{scale}.json"
+
+
+def load_ablation_result(scale: str) -> dict | None:
+    """The cached full result of notebook 11's ladder for ``scale``, or None when it has not been computed."""
+    return _load_cached(ablation_results_path(scale), lambda r: BASELINE in r.get("runs", {}) and "throughput" in r,
+                        "beyond-roberta", scale)
+
+
+def topic_finetuning(tokenizer, max_length: int, settings: FinetuneExperiment, lr: float, device: str = "cpu"):
+    """``downstream`` for run_ablation: notebook 06's topic classifier finetuned from a pretrained directory with
+    notebook 06's recipe; validation and test accuracy and macro-F1."""
+    from .data import load_classification
+    from .finetuning import encode_examples, predict
+
+    topics = load_classification("python-docs-topics")
+    num_labels = topics["train"].features["label"].num_classes
+    train, validation, test = (encode_examples(topics[split], tokenizer, max_length, num_labels)
+                               for split in ("train", "validation", "test"))
+
+    def run(pretrained_dir, seed: int) -> dict:
+        model, _ = finetune_arm("pretrained", pretrained_dir, num_labels, train, validation, lr, seed, settings,
+                                tokenizer.pad_token_id, device)
+        return {split: _accuracy(torch.tensor([e["label"] for e in examples]),
+                                 predict(model, examples, tokenizer.pad_token_id), num_labels)
+                for split, examples in (("validation", validation), ("test", test))}
+
+    return run
+
+
 def settings_dict(settings) -> dict:
     """The settings as JSON holds them (tuples as lists), to compare a cached result with the code."""
     return json.loads(json.dumps(asdict(settings)))
@@ -388,16 +622,39 @@ def _finetuning(args) -> None:
     print(f"wrote {output}")
 
 
+def _beyond_roberta(args) -> None:
+    from .settings import SCALES
+
+    settings = ABLATION[args.scale]["full"]
+    tokenizer, _, _, train_blocks, eval_blocks = course_setting(args.scale)
+    baseline = ablation_baseline(args.scale)
+    downstream = topic_finetuning(tokenizer, baseline.max_tokens, FINETUNING[args.scale]["full"],
+                                  SCALES[args.scale].finetune_lr, args.device or "cpu") \
+        if settings.finetune_seeds else None
+    print(settings, flush=True)
+    result = run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings, device=args.device or "cpu",
+                          downstream=downstream, progress=lambda text: print(f"  {text}", flush=True))
+    output = args.output or ablation_results_path(args.scale)
+    _write_result(result, output, f"python -m roberta_from_scratch.experiments beyond-roberta --scale {args.scale}",
+                  args.scale)
+    for name, runs in result["runs"].items():
+        mean, sd, n = _mean_sd(final_losses(runs))
+        print(f"{name:>18}: {result['throughput'][name]:8,.0f} tokens/s, {result['steps'][name]:5} steps, held-out "
+              f"loss {mean:.3f} ± {sd:.3f} over {n} seeds")
+    print(f"wrote {output}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.experiments",
                                      description="Run an experiment in full and cache its result for the notebooks.")
-    parser.add_argument("experiment", choices=["static-vs-dynamic", "finetuning"])
+    parser.add_argument("experiment", choices=["static-vs-dynamic", "finetuning", "beyond-roberta"])
     parser.add_argument("--scale", choices=list(MASKING), default="cpu",
                         help="the notebook scale whose model, data and full-run sizes to use (default cpu)")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--output", type=Path, help=f"default: {RESULTS_DIR.name}/EXPERIMENT-SCALE.json")
     args = parser.parse_args(argv)
-    {"static-vs-dynamic": _static_vs_dynamic, "finetuning": _finetuning}[args.experiment](args)
+    {"static-vs-dynamic": _static_vs_dynamic, "finetuning": _finetuning,
+     "beyond-roberta": _beyond_roberta}[args.experiment](args)
 
 
 if __name__ == "__main__":

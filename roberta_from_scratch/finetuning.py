@@ -130,6 +130,8 @@ def freeze(model, trainable_layers: int | None = None) -> int:
             raise ValueError(f"trainable_layers={trainable_layers}: the model has {len(layers)} layers; give 0 (the "
                              f"head alone) to {len(layers)}, or None to train everything")
         frozen = [model.roberta.embeddings, *layers[: max(0, len(layers) - trainable_layers)]]
+        if trainable_layers == 0 and model.roberta.final_norm is not None:
+            frozen.append(model.roberta.final_norm)  # pre-LN's last LayerNorm is the top of the frozen encoder
         for module in frozen:
             for p in module.parameters():
                 p.requires_grad = False

@@ -222,6 +222,7 @@ def load_pretrained(cls, name_or_path, new_head: bool = False, **config_override
         saved.pop("id2label", None)  # a new head of another size: the saved names describe the old one
         saved.pop("label2id", None)
     config = RobertaConfig.from_dict({**saved, **config_overrides})
+    check_architecture(RobertaConfig.from_dict(saved), config, config_path)
     model = cls(config)
     state = read_state_dict(weights)
     if "num_labels" in config_overrides:  # a new head of another size: the old head's last layer does not apply
@@ -244,6 +245,17 @@ def load_pretrained(cls, name_or_path, new_head: bool = False, **config_override
     elif report.missing or report.unused:
         logger.info("%s from %s: %s", cls.__name__, name_or_path, report)
     return model.eval()
+
+
+def check_architecture(saved, wanted, source) -> None:
+    """Refuse to put weights trained with one architecture (``saved``, a RobertaConfig) into a model of another
+    (``wanted``): pre-LN weights in a post-LN layer have the same names and shapes, and would load without a word."""
+    differences = [f"{name}: the checkpoint has {value!r}, the model {getattr(wanted, name)!r}"
+                   for name, value in saved.architecture().items() if getattr(wanted, name) != value]
+    if differences:
+        raise ValueError(f"{source}: the weights were trained for another architecture ({'; '.join(differences)}); "
+                         "they would compute something else in this model. Load them without overriding these "
+                         "settings (the file's config.json sets them), or train a new model")
 
 
 def save_pretrained(model, directory, state_dict: dict | None = None) -> Path:

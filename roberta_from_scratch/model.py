@@ -7,6 +7,10 @@
                    or token classification, one label per token (dropout, linear), for tagging
                    or question answering, a start and an end score per token (linear to 2), for extractive spans
 
+The architecture switches of ``RobertaConfig`` (notebook 11) change the layer to pre-LN with a final LayerNorm,
+drop the biases, gate the feed-forward layer (GeGLU, SwiGLU) or replace the position table by rotary positions
+(``attention.RotaryEmbedding``); with their defaults the model is RoBERTa's.
+
 Liu et al. 2019 (arXiv 1907.11692) kept BERT's architecture (Devlin et al. 2019, arXiv 1810.04805) and changed the
 training. The numbers equal transformers' ``RobertaForMaskedLM``, ``RobertaForSequenceClassification``,
 ``RobertaForTokenClassification`` and ``RobertaForQuestionAnswering`` within 1e-5 in fp32 (tested), and
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import MultiHeadSelfAttention
+from .attention import MultiHeadSelfAttention, RotaryEmbedding
 from .config import RobertaConfig
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' and PyTorch's convention)
@@ -70,16 +74,19 @@ class RobertaEmbeddings(nn.Module):
         super().__init__()
         self.padding_idx = config.pad_token_id
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        # Rotary positions act inside attention: then there is no table to add here.
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size,
-                                                padding_idx=config.pad_token_id)
+                                                padding_idx=config.pad_token_id) \
+            if config.position_embedding_type == "absolute" else None
         # One row, added to every token: kept only so that the official weights load one to one.
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = create_position_ids(input_ids, self.padding_idx)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings.weight[0]
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
+        if self.position_embeddings is not None:
+            x = x + self.position_embeddings(create_position_ids(input_ids, self.padding_idx))
         return self.dropout(self.norm(x))
 
 
@@ -87,24 +94,43 @@ class RobertaEmbeddings(nn.Module):
 
 
 class RobertaLayer(nn.Module):
-    """Post-LN, as in BERT and RoBERTa: each sub-block's output is added to its input, then normalised."""
+    """Post-LN, as in BERT and RoBERTa: each sub-block's output is added to its input, then normalised. With
+    ``norm_position="pre"`` the input of each sub-block is normalised instead and the sum is left alone (Xiong et al.
+    2020, arXiv 2002.04745); with ``feed_forward="glu"`` the feed-forward layer is gated."""
 
     def __init__(self, config: RobertaConfig):
         super().__init__()
+        bias, eps = config.bias, config.layer_norm_eps
+        rotary = RotaryEmbedding(config.head_dim, config.rope_theta) \
+            if config.position_embedding_type == "rotary" else None
         self.attention = MultiHeadSelfAttention(config.hidden_size, config.num_attention_heads,
-                                                dropout=config.attention_probs_dropout_prob)
-        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                                                dropout=config.attention_probs_dropout_prob, bias=bias, rotary=rotary)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=eps, bias=bias)
+        self.gated = config.feed_forward == "glu"
+        # gated: one matrix gives the value and the gate side by side, activation(gate) * value
+        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size * (2 if self.gated else 1), bias=bias)
+        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=eps, bias=bias)
         self.activation = ACTIVATION[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.norm_position == "pre"
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ffn_in(x)
+        if self.gated:
+            value, gate = h.chunk(2, dim=-1)
+            return self.ffn_out(value * self.activation(gate))
+        return self.ffn_out(self.activation(h))
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.pre_norm:
+            attended, weights = self.attention(self.attention_norm(x), attention_mask, output_attentions)
+            x = x + self.dropout(attended)
+            return x + self.dropout(self.feed_forward(self.ffn_norm(x))), weights
         attended, weights = self.attention(x, attention_mask, output_attentions)
         x = self.attention_norm(x + self.dropout(attended))
-        x = self.ffn_norm(x + self.dropout(self.ffn_out(self.activation(self.ffn_in(x)))))
+        x = self.ffn_norm(x + self.dropout(self.feed_forward(x)))
         return x, weights
 
 
@@ -132,7 +158,8 @@ class RobertaPreTrainedModel(nn.Module):
                         module.weight[module.padding_idx].zero_()
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         for module in self.modules():
             if isinstance(module, RobertaLMHead):
                 nn.init.zeros_(module.bias)
@@ -189,6 +216,9 @@ class RobertaModel(RobertaPreTrainedModel):
         self.config = config
         self.embeddings = RobertaEmbeddings(config)
         self.layers = nn.ModuleList(RobertaLayer(config) for _ in range(config.num_hidden_layers))
+        # pre-LN leaves the residual sum unnormalised: one LayerNorm after the last layer
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias) \
+            if config.norm_position == "pre" else None
         self.activation_checkpointing = False  # set_activation_checkpointing(): recompute layers in backward
         self.init_weights()
 
@@ -207,6 +237,8 @@ class RobertaModel(RobertaPreTrainedModel):
                 x, weights = layer(x, attention_mask, output_attentions)
             hidden_states.append(x)
             attentions.append(weights)
+        if self.final_norm is not None:
+            x = hidden_states[-1] = self.final_norm(x)
         return ModelOutput(last_hidden_state=x,
                            hidden_states=tuple(hidden_states) if output_hidden_states else None,
                            attentions=tuple(attentions) if output_attentions else None)
@@ -227,8 +259,8 @@ class RobertaLMHead(nn.Module):
 
     def __init__(self, config: RobertaConfig, embeddings: nn.Embedding):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
         self.activation = F.gelu  # exact GELU whatever hidden_act says, as transformers' and fairseq's LM heads
         self.embeddings = [embeddings]  # a list: borrowed, not registered twice
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))

@@ -137,7 +137,8 @@ def flops_per_token(config: RobertaConfig, seq_len: int) -> float:
     """6N + 12 L H Q T: the matrix multiplies of a forward and backward pass per token (Kaplan et al. 2020; PaLM
     App. B), N the non-embedding parameters; attention's T x T products counted separately."""
     h, layers = config.hidden_size, config.num_hidden_layers
-    n = layers * (4 * h * h + 2 * h * config.intermediate_size)
+    ffn_matrices = 3 if config.feed_forward == "glu" else 2  # a gated layer has a gate matrix besides the two
+    n = layers * (4 * h * h + ffn_matrices * h * config.intermediate_size)
     return 6 * n + 12 * layers * h * seq_len  # 12 L H Q T with H Q = hidden size
 
 
@@ -198,9 +199,10 @@ class History:
 
 
 class Trainer:
-    """Masked-language-model pretraining of ``model`` on packed ``train_blocks`` (lists of ids)."""
+    """Masked-language-model pretraining of ``model`` on packed ``train_blocks`` (lists of ids), evaluated on
+    ``eval_blocks`` masked by ``eval_collator`` (default: ``collator``)."""
 
-    def __init__(self, model, train_blocks, collator, cfg: TrainingConfig, eval_blocks=None):
+    def __init__(self, model, train_blocks, collator, cfg: TrainingConfig, eval_blocks=None, eval_collator=None):
         self.cfg = cfg
         self.world = world()  # under torchrun: this process's rank among world_size; else rank 0 of 1
         self.per_process, self.micro = cfg.per_process(self.world.world_size)
@@ -230,7 +232,9 @@ class Trainer:
         if eval_blocks is not None and len(eval_blocks):
             blocks = [eval_blocks[i] for i in range(min(cfg.eval_blocks, len(eval_blocks)))]
             fixed = torch.Generator().manual_seed(12345)  # the same masks at every evaluation: comparable numbers
-            masked = collator(blocks, generator=fixed)  # masked at once: the masks do not depend on the chunking
+            # masked at once (the masks do not depend on the chunking), by ``eval_collator`` when given: runs that
+            # train at different masking rates are then compared on the same held-out masks
+            masked = (eval_collator or collator)(blocks, generator=fixed)
             self.eval_batches = [{k: v[i:i + self.micro] for k, v in masked.items()}
                                  for i in range(0, len(blocks), self.micro)]
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]

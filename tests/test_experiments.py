@@ -88,12 +88,17 @@ def test_cached_results_come_from_the_current_settings(scale):
     assert result["command"].endswith(f"--scale {scale}")
 
 
-def test_a_foreign_results_file_is_refused_with_the_fix(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loader, file, command", [
+    ("load_result", "static_vs_dynamic-cpu.json", "static-vs-dynamic"),
+    ("load_finetuning_result", "finetuning-cpu.json", "finetuning"),
+    ("load_ablation_result", "beyond_roberta-cpu.json", "beyond-roberta")])
+def test_a_foreign_results_file_is_refused_with_the_fix(loader, file, command, tmp_path, monkeypatch):
+    """Catches: a results file of another experiment (or none) shown as this one's."""
     monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
-    assert experiments.load_result("cpu") is None
-    (tmp_path / "static_vs_dynamic-cpu.json").write_text(json.dumps({"runs": {"other": []}}))
-    with pytest.raises(ValueError, match="static-vs-dynamic --scale cpu"):
-        experiments.load_result("cpu")
+    assert getattr(experiments, loader)("cpu") is None
+    (tmp_path / file).write_text(json.dumps({"runs": {"other": []}}))
+    with pytest.raises(ValueError, match=f"{command} --scale cpu"):
+        getattr(experiments, loader)("cpu")
 
 
 def test_notebook_07_gets_a_model_of_at_least_four_layers_and_heads(tmp_path, monkeypatch):
@@ -249,11 +254,3 @@ def test_cached_finetuning_results_come_from_the_current_settings(scale):
     from roberta_from_scratch.settings import SCALES
 
     assert SCALES[scale].finetune_lr == result["chosen"]["pretrained"], "the scale's finetuning rate is the sweep's"
-
-
-def test_a_foreign_finetuning_file_is_refused_with_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
-    assert experiments.load_finetuning_result("cpu") is None
-    (tmp_path / "finetuning-cpu.json").write_text(json.dumps({"runs": {"dynamic": []}}))
-    with pytest.raises(ValueError, match="finetuning --scale cpu"):
-        experiments.load_finetuning_result("cpu")
