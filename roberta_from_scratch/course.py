@@ -74,6 +74,10 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "contrastive loss (unsupervised and on docstring pairs), a cosine index and a search box",
             "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25",
             ("0.2", "5.2", NOT_MEASURED)),
+    Chapter("11_beyond_roberta.ipynb", "Beyond RoBERTa", "pre-LN with a final LayerNorm, bias-free layers, GeGLU "
+            "and SwiGLU, rotary positions, each checked against PyTorch's layer or the paper's formula",
+            "every change at the same wall-clock budget over 3 seeds, a masking-rate sweep at 15% to 40%, tokens/s, "
+            "and the topic classifier on top", ("0.2", "4.6", NOT_MEASURED)),
 )
 
 
