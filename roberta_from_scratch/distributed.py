@@ -107,9 +107,14 @@ def main_first():
         dist.barrier()
 
 
-def all_reduce_sum(value: float, device: torch.device) -> float:
+def all_reduce_sum(value, device: torch.device):
+    """The sum over processes of a number or of a tensor (a tensor stays on the device: no wait for it)."""
     if not world().distributed:
         return value
+    if isinstance(value, torch.Tensor):
+        total = value.detach().to(device=device, dtype=torch.float64).reshape(1)
+        dist.all_reduce(total)
+        return total.reshape(()).to(value.dtype)
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item())

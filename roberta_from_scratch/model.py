@@ -220,13 +220,15 @@ class RobertaModel(RobertaPreTrainedModel):
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias) \
             if config.norm_position == "pre" else None
         self.activation_checkpointing = False  # set_activation_checkpointing(): recompute layers in backward
+        self.skip_input_checks = False  # the Trainer checks each batch on the CPU before the copy (training.py)
         self.init_weights()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
-        self.check_inputs(input_ids, attention_mask)
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # nothing to mask (full packed blocks): lets SDPA pick its fastest kernel
+        if not self.skip_input_checks:  # (each check reads the tensors: on a GPU it waits for them)
+            self.check_inputs(input_ids, attention_mask)
+            if attention_mask is not None and bool(attention_mask.all()):
+                attention_mask = None  # nothing to mask (full packed blocks): lets SDPA pick its fastest kernel
         x = self.embeddings(input_ids)
         hidden_states, attentions = [x], []
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()

@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-every", type=positive_int)
     parser.add_argument("--checkpoint-every", type=non_negative_int, default=100)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on CUDA, falling back to eager if it fails)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader worker processes that build (gather and mask) the batches ahead (default 0)")
+    parser.add_argument("--log-every", type=positive_int, default=10,
+                        help="steps between reads of the losses from the device (default 10)")
     parser.add_argument("--activation-checkpointing", action="store_true",
                         help="recompute each layer in the backward pass: less memory, more compute")
     parser.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer "
@@ -104,7 +109,8 @@ def training_config(args: argparse.Namespace, recipe):
         warmup_steps=pick(args.warmup_steps, recipe.warmup_steps), eval_every=pick(args.eval_every, recipe.eval_every),
         checkpoint_every=args.checkpoint_every, checkpoint_dir=str(Path(args.output_dir) / "checkpoints"),
         seed=args.seed, precision=args.precision, compile=args.compile, device=args.device,
-        progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp)
+        progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp,
+        num_workers=args.workers, log_every=args.log_every)
 
 
 def run(args: argparse.Namespace):

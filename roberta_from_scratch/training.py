@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,11 +57,13 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     precision: str = "auto"  # auto (from the device), fp32, bf16, fp16
-    compile: bool = False
+    compile: bool | None = None  # torch.compile the model; None: on CUDA (with a fallback to eager), not elsewhere
     device: str | None = None
     progress: bool = True
     activation_checkpointing: bool = False  # recompute each layer in backward: less memory, about 1/3 more compute
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer states (else DDP replicates them)
+    log_every: int = 10  # steps between reads of the losses from the device (each read waits for the device)
+    num_workers: int = 0  # DataLoader worker processes that build the batches ahead (0: the main process builds each)
 
     def __post_init__(self):
         if self.max_steps < 1 or self.batch_size < 1:
@@ -78,6 +81,10 @@ class TrainingConfig:
                              "what a resumed run continues from)")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr}: the learning rate must be positive (RoBERTa-base: 6e-4)")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers}: give 0 (batches built in the main process) or more")
+        if self.log_every < 1:
+            raise ValueError(f"log_every={self.log_every} must be at least 1 (1 reads every step's loss at once)")
         if self.warmup_steps < 0 or self.eval_every < 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be at least 0 and eval_every={self.eval_every} "
                              "at least 1")
@@ -128,6 +135,37 @@ class StepBatches:
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The masking random stream of one step (so masks do not depend on how the run was interrupted)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+class StepBatchDataset(torch.utils.data.Dataset):
+    """Item ``s`` is step ``s``'s whole batch, gathered and masked: a pure function of (seed, step), so DataLoader
+    workers that build steps ahead, in any process and any order, give exactly the batches of the main process,
+    and a resumed run starts its loader at its step."""
+
+    def __init__(self, batches: StepBatches, collator, seed: int, max_steps: int):
+        self.batches, self.collator, self.seed, self.max_steps = batches, collator, seed, max_steps
+
+    def __len__(self) -> int:
+        return self.max_steps
+
+    def __getitem__(self, step: int) -> dict:
+        return self.collator(self.batches(step), generator=step_generator(self.seed, step))
+
+
+@contextmanager
+def inputs_checked(model):
+    """While the Trainer runs micro-batches whose inputs ``host_batch`` has checked on the CPU, the model skips its
+    own checks, which would read device tensors and make the host wait for the device at every forward pass."""
+    encoder = getattr(model, "roberta", model)
+    before = getattr(encoder, "skip_input_checks", None)
+    if before is None:  # another library's model (transformers' in the benchmarks): nothing to skip
+        yield
+        return
+    encoder.skip_input_checks = True
+    try:
+        yield
+    finally:
+        encoder.skip_input_checks = before
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -215,11 +253,16 @@ class Trainer:
             raise ValueError("fsdp=True shards the model over processes: launch with torchrun --nproc_per_node=N "
                              "(N = 1 is allowed, to try it on one GPU), or leave fsdp off")
         wrapped = wrap_model(self.model, cfg.fsdp, self.device)  # DDP, FSDP, or the model itself
-        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        self.eager_forward = wrapped
+        self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda"
+        self.forward = torch.compile(wrapped) if self.compiled else wrapped
+        self._compile_tried = not self.compiled
         if self.world.distributed:  # dropout differs across ranks (the weights are equal: DDP broadcasts rank 0's)
             torch.manual_seed(cfg.seed * 1_000_003 + 7_919 * (self.world.rank + 1))
         self.collator = collator
         self.batches = StepBatches(train_blocks, cfg.batch_size, cfg.seed)
+        self.step_data = StepBatchDataset(self.batches, collator, cfg.seed, cfg.max_steps)
+        self._prefetched: dict[int, dict] | None = None  # steps the DataLoader's workers built ahead (train())
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.use_grad_scaler)
@@ -255,46 +298,97 @@ class Trainer:
 
     def train_step(self) -> float:
         """One optimizer step over the step's batch; returns the batch's mean loss (NaN or inf for an fp16 step
-        that overflowed: the gradient scaler then skips the update and lowers its scale)."""
-        loss = self.compute_gradients()
+        that overflowed: the gradient scaler then skips the update and lowers its scale). Returning a number waits
+        for the device; the training loop calls ``step_on_device`` instead and reads losses every ``log_every``."""
+        return float(self.step_on_device())
+
+    def step_on_device(self) -> torch.Tensor:
+        """One optimizer step; the batch's mean loss stays on the device (a 0-d tensor), so the host does not wait
+        for the step to finish and can prepare the next one."""
+        loss = self.gradients_on_device()
         self.apply_gradients()
         return loss
 
     def compute_gradients(self) -> float:
+        """Forward and backward over the step's batch (see ``gradients_on_device``); returns its mean loss."""
+        return float(self.gradients_on_device())
+
+    def host_batch(self) -> tuple[dict, list[tuple[dict, float]]]:
+        """The step's batch, built and checked on the CPU before anything goes to the device: masked, the inputs
+        validated once (token ids inside the vocabulary, shapes), and cut into this process's micro-batches, each
+        with its share of the batch's masked tokens. Every value the step needs to know is read here, from CPU
+        tensors, so the step itself never waits for the device."""
+        batch = self._prefetched.pop(self.step, None) if self._prefetched else None
+        if batch is None:
+            batch = self.step_data[self.step]
+        check = getattr(self.model, "check_inputs", None)
+        if check is not None:
+            check(batch["input_ids"], batch["attention_mask"])
+        self.last_tokens = int(batch["attention_mask"].sum())
+        targets = int((batch["labels"] != -100).sum())
+        first = self.world.rank * self.per_process
+        parts = []
+        for start in range(first, first + self.per_process, self.micro):
+            part = {k: v[start:start + self.micro] for k, v in batch.items()}
+            if bool(part["attention_mask"].all()):  # full packed blocks: no mask, SDPA's fastest kernel
+                part["attention_mask"] = None
+            parts.append((part, int((part["labels"] != -100).sum()) / max(targets, 1)))
+        return batch, parts
+
+    def gradients_on_device(self) -> torch.Tensor:
         """Forward and backward over the step's batch, split into micro-batches whose losses are weighted by their
         share of the batch's masked tokens: ``.grad`` ends up as the whole batch's gradient.
 
         With several processes, each takes its own slice of the step's rows (the whole batch is masked the same way
         on every rank, so the masks do not depend on the number of processes); DDP or FSDP averages the gradients
         over ranks, hence the factor ``world_size``, and synchronises only after the last micro-batch."""
-        examples = self.batches(self.step)
-        batch = self.collator(examples, generator=step_generator(self.cfg.seed, self.step))
-        self.last_tokens = int(batch["attention_mask"].sum())
-        targets = int((batch["labels"] != -100).sum())
+        _, parts = self.host_batch()
         ranks = self.world.world_size
-        first = self.world.rank * self.per_process
-        starts = range(first, first + self.per_process, self.micro)
-        total = 0.0
-        for n, start in enumerate(starts):
-            part = {k: v[start:start + self.micro].to(self.device, non_blocking=True) for k, v in batch.items()}
-            share = int((part["labels"] != -100).sum()) / max(targets, 1)
-            with gradient_sync(self.forward, self.model, sync=n == len(starts) - 1):
-                total += self._micro_step(part, share * ranks) / ranks
+        total = torch.zeros((), device=self.device)
+        with inputs_checked(self.model):
+            for n, (part, share) in enumerate(parts):
+                part = {k: v.to(self.device, non_blocking=True) for k, v in part.items() if v is not None}
+                with gradient_sync(self.forward, self.model, sync=n == len(parts) - 1):
+                    total = total + self._micro_step(part, share * ranks) / ranks
         return all_reduce_sum(total, self.device)
 
-    def _micro_step(self, part: dict, weight: float) -> float:
-        """Forward and backward of one micro-batch, its loss weighted by ``weight``; returns the weighted loss."""
+    def _micro_step(self, part: dict, weight: float) -> torch.Tensor:
+        """Forward and backward of one micro-batch, its loss weighted by ``weight``; returns the weighted loss,
+        detached, on the device (a non-finite loss is found when the losses are read: ``check_losses``)."""
         with self.precision.autocast():
-            loss = self.forward(**part).loss
-        if not torch.isfinite(loss) and not self.precision.use_grad_scaler:
-            # (fp16 goes on: the backward pass spreads the inf to the gradients, every rank's scaler sees it after
-            # the all-reduce, and all skip the step together)
-            raise FloatingPointError(
-                f"the loss is {loss.item()} at step {self.step}: training diverged; lower the learning rate "
-                f"(now {self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now "
-                f"{self.precision.name})")
+            loss = self._forward(part).loss
         self.scaler.scale(loss * weight).backward()
-        return loss.item() * weight
+        return loss.detach().float() * weight
+
+    def _forward(self, part: dict):
+        """The model's forward pass; the first compiled one falls back to eager if compilation fails (asked for
+        explicitly with ``compile=True``, the failure is raised)."""
+        if self._compile_tried:
+            return self.forward(**part)
+        self._compile_tried = True
+        try:
+            return self.forward(**part)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever the compiler raises)
+            if self.cfg.compile:
+                raise
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training goes on eager. "
+                          "TrainingConfig(compile=False) (--no-compile) skips the attempt", stacklevel=2)
+            self.forward, self.compiled = self.eager_forward, False
+            return self.forward(**part)
+
+    def check_losses(self, steps: list[int], losses: list[float]) -> None:
+        """Stop at the first non-finite loss among the steps just read (fp16 goes on: its scaler skips such steps)."""
+        if self.precision.use_grad_scaler:
+            return
+        for step, loss in zip(steps, losses):
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss is {loss} at step {step}: training diverged; lower the learning rate (now "
+                    f"{self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now {self.precision.name})")
 
     def apply_gradients(self) -> None:
         """Clip, step the optimizer (through the scaler in fp16) and the schedule."""
@@ -323,10 +417,31 @@ class Trainer:
         if self.step == 0 and self.eval_batches and not self.history.eval:
             self.history.eval.append({"step": 0, **evaluate(self.model, self.eval_batches, self.device,
                                                              self.precision)})
+        pending: list[tuple[dict, torch.Tensor]] = []  # records whose loss is still on the device
+
+        def read_losses():
+            # one wait for the device per log_every steps: every pending loss is read at once
+            if not pending:
+                return
+            values = torch.stack([loss for _, loss in pending]).tolist()
+            self.check_losses([record["step"] - 1 for record, _ in pending], values)
+            for (record, _), value in zip(pending, values):
+                record["loss"] = value
+            record = pending[-1][0]
+            postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{record['lr']:.2e}",
+                       "tok/s": f"{record['tokens_per_s']:,.0f}"}
+            if "mfu" in record:
+                postfix["mfu"] = f"{record['mfu']:.1%}"
+            bar.set_postfix(postfix, refresh=False)
+            pending.clear()
+
+        loader = self._loader(self.step, stop)
         while self.step < stop:
+            if loader is not None:
+                self._prefetched = {self.step: next(loader)}
             lr = self.scheduler.get_last_lr()[0]  # the rate this step's update uses (the schedule moves on after it)
             try:
-                loss = self.train_step()
+                loss = self.step_on_device()
             except torch.OutOfMemoryError:
                 raise RuntimeError(
                     f"CUDA ran out of memory at step {self.step} with micro-batches of "
@@ -336,25 +451,43 @@ class Trainer:
             window_tokens += self.last_tokens
             elapsed = time.perf_counter() - window_start
             rate = window_tokens / elapsed if elapsed > 0 else 0.0
-            record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate}
-            postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"}
+            record = {"step": self.step, "loss": None, "lr": lr, "tokens_per_s": rate}
             if self.peak:
                 record["mfu"] = rate * self.flops_per_token / self.peak
-                postfix["mfu"] = f"{record['mfu']:.1%}"
             self.history.train.append(record)
-            bar.set_postfix(postfix, refresh=False)
+            pending.append((record, loss))
             bar.update(1)
-            if self.eval_batches and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.max_steps):
+            evaluating = self.eval_batches and (self.step % self.cfg.eval_every == 0 or
+                                                self.step == self.cfg.max_steps)
+            saving = self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0
+            if len(pending) >= self.cfg.log_every or evaluating or saving or self.step == stop:
+                read_losses()  # before an evaluation or a checkpoint: never save the weights of a diverged step
+            if evaluating:
                 result = evaluate(self.model, self.eval_batches, self.device, self.precision)
                 self.history.eval.append({"step": self.step, **result})
                 if self.cfg.progress and self.world.is_main:
                     bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
                               f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
                 window_start, window_tokens = time.perf_counter(), 0  # do not count evaluation time
-            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+            if saving:
                 self.save_checkpoint()
+        self._prefetched = None
         bar.close()
         return self.history
+
+    def _loader(self, start: int, stop: int):
+        """With ``num_workers``, an iterator over the batches of steps start .. stop - 1, built ahead in worker
+        processes (in pinned memory on CUDA, so that the copies to the device need not wait); else None."""
+        if not self.cfg.num_workers or start >= stop:
+            return None
+        from torch.utils.data import DataLoader
+
+        return iter(DataLoader(self.step_data, batch_size=None, sampler=range(start, stop),
+                               num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+                               prefetch_factor=4, persistent_workers=False,
+                               # its own generator: drawing the workers' seeds from the global one would move
+                               # the stream that dropout uses, and the run would no longer equal the main-process one
+                               generator=torch.Generator().manual_seed(self.cfg.seed)))
 
     # ------------------------------------------------------------------------------------------- checkpoints
 

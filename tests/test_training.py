@@ -142,6 +142,27 @@ def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
     assert [e["step"] for e in resumed.history.eval] == [e["step"] for e in straight.history.eval]
 
 
+def test_batches_built_by_dataloader_workers_train_and_resume_exactly_as_the_main_process(setup, tmp_path):
+    """Catches: workers that build other batches than the main process (their own masking streams, another data
+    order, steps out of turn), or a loader that restarts at step 0 after a resume: weights and every logged loss
+    must be bit for bit those of the run that builds each batch itself."""
+    straight = trainer_for(setup)
+    straight.train()
+    workers = trainer_for(setup, num_workers=2)
+    workers.train()
+    interrupted = trainer_for(setup, tmp_path / "a", num_workers=2)
+    interrupted.train(until=3)
+    interrupted.save_checkpoint()
+    resumed = trainer_for(setup, tmp_path / "b", seed=123, num_workers=2)
+    resumed.load_checkpoint(tmp_path / "a")
+    resumed.train()
+    for run in (workers, resumed):
+        for (name, a), b in zip(straight.model.state_dict().items(), run.model.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert [r["loss"] for r in workers.history.train] == [r["loss"] for r in straight.history.train]
+    assert [r["loss"] for r in resumed.history.train] == [r["loss"] for r in straight.history.train]  # (restored)
+
+
 def test_data_order_is_a_function_of_the_step(setup):
     _, blocks, _ = setup
     a, b = StepBatches(blocks, 8, seed=0), StepBatches(blocks, 8, seed=0)
@@ -291,7 +312,7 @@ def test_faults_get_clear_errors(setup, tmp_path):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     oom = trainer_for(setup)
-    oom.train_step = out_of_memory
+    oom.step_on_device = out_of_memory
     with pytest.raises(RuntimeError, match="smaller micro_batch_size"):
         oom.train()
 
@@ -452,3 +473,79 @@ def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
     # The second run's shape options reach the config too (the recipe's own shape is tiny, 128 wide, 64 tokens).
     assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
             config.max_position_embeddings) == (48, 192, 1, 3, 26)
+
+
+READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
+
+
+def value_reads(monkeypatch) -> list[tuple[str, str]]:
+    """Every read of a tensor's value by the package's own code (on a GPU each waits for the device), as
+    (the function that read, the functions of the stack above it in the package), recorded while the test runs."""
+    import inspect
+
+    package = str(ROOT / "roberta_from_scratch")
+    found = []
+
+    def recording(name, original):
+        def read(self, *args, **kwargs):
+            frame = inspect.currentframe().f_back
+            if frame.f_code.co_filename.startswith(package):
+                stack = []
+                while frame is not None:
+                    if frame.f_code.co_filename.startswith(package):
+                        stack.append(frame.f_code.co_name)
+                    frame = frame.f_back
+                found.append((stack[0], " < ".join(stack)))
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in READS:
+        monkeypatch.setattr(torch.Tensor, name, recording(name, getattr(torch.Tensor, name)))
+    return found
+
+
+def test_the_steady_state_step_never_waits_for_the_device(setup, monkeypatch):
+    """Catches: a value read from a device tensor inside the training step (an input check, a NaN check, a loss
+    turned into a float, the mask tested for padding), each of which makes the host wait for the GPU. In a step
+    the package may read only the CPU batch, in ``host_batch`` before the copy; the losses are read once every
+    ``log_every`` steps, all at once (evaluations, every ``eval_every`` steps, read their own results)."""
+    trainer = trainer_for(setup, max_steps=6, log_every=3, max_grad_norm=1.0)
+    reads = value_reads(monkeypatch)
+    history = trainer.train()
+    outside = [stack for _, stack in reads if "host_batch" not in stack and "evaluate" not in stack]
+    assert [stack.split(" < ")[0] for stack in outside] == ["read_losses", "read_losses"], outside
+    assert all(isinstance(r["loss"], float) for r in history.train) and len(history.train) == 6
+
+
+def test_a_diverged_run_stops_at_the_first_non_finite_step_when_the_losses_are_read(setup):
+    """Catches: a non-finite loss that goes unnoticed because the losses are read in batches, or an error that names
+    the step of the read instead of the step that diverged."""
+    trainer = trainer_for(setup, max_steps=6, log_every=4, eval_every=100)
+    original = trainer.step_on_device
+    trainer.step_on_device = lambda: original() * (float("nan") if trainer.step == 2 else 1.0)
+    with pytest.raises(FloatingPointError, match="the loss is nan at step 1: training diverged"):
+        trainer.train()
+    assert trainer.step == 4  # it ran on to the read (steps 0 to 3), then stopped: no checkpoint, no evaluation
+
+
+def test_compilation_is_on_for_cuda_only_and_falls_back_to_eager(setup):
+    """Catches: torch.compile forced on a CPU run (minutes of compilation for nothing on a laptop), or a compiler
+    failure on CUDA that stops a run the eager path would have trained; asked for explicitly, the failure shows."""
+    trainer = trainer_for(setup, max_steps=2)
+    assert trainer.compiled is False and trainer.forward is trainer.eager_forward
+
+    def broken(**kwargs):
+        raise RuntimeError("the compiler found an unsupported operation")
+
+    eager = trainer_for(setup, max_steps=2)
+    expected = eager.train_step()
+    for explicit in (None, True):
+        auto = trainer_for(setup, max_steps=2, compile=explicit)
+        auto.compiled, auto.forward, auto._compile_tried = True, broken, False  # as on CUDA, with a failing compiler
+        if explicit:
+            with pytest.raises(RuntimeError, match="unsupported operation"):
+                auto.train_step()
+            continue
+        with pytest.warns(UserWarning, match="torch.compile failed .*training goes on eager"):
+            assert auto.train_step() == expected
+        assert auto.compiled is False and auto.forward is auto.eager_forward
