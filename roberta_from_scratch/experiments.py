@@ -347,8 +347,10 @@ def ablation_baseline(scale_name: str):
     of notebook 05 trains without it; here that is one of the changes)."""
     from dataclasses import replace
 
-    _, config, *_ = course_setting(scale_name)
-    return replace(config, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    from .settings import SCALES
+
+    recipe = SCALES[scale_name].pretrain  # (the config alone: no need to pack the corpus for it)
+    return replace(recipe.model_config(recipe.vocab_size), hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 
 
 def arm_config(baseline, changes):
@@ -503,13 +505,10 @@ def load_ablation_result(scale: str) -> dict | None:
 def topic_finetuning(tokenizer, max_length: int, settings: FinetuneExperiment, lr: float, device: str = "cpu"):
     """``downstream`` for run_ablation: notebook 06's topic classifier finetuned from a pretrained directory with
     notebook 06's recipe; validation and test accuracy and macro-F1."""
-    from .data import load_classification
-    from .finetuning import encode_examples, predict
+    from .finetuning import predict
 
-    topics = load_classification("python-docs-topics")
-    num_labels = topics["train"].features["label"].num_classes
-    train, validation, test = (encode_examples(topics[split], tokenizer, max_length, num_labels)
-                               for split in ("train", "validation", "test"))
+    names, train, validation, test = encoded_topics(tokenizer, max_length)
+    num_labels = len(names)
 
     def run(pretrained_dir, seed: int) -> dict:
         model, _ = finetune_arm("pretrained", pretrained_dir, num_labels, train, validation, lr, seed, settings,
@@ -545,17 +544,23 @@ def course_classification(scale_name: str):
     """Notebook 06's setting: the pretrained encoder of notebook 05, its tokenizer, the topic names and the
     encoded train, validation and test sets (texts cut to the encoder's length)."""
     from .config import RobertaConfig
-    from .data import load_classification
-    from .finetuning import encode_examples
     from .artifacts import course_pretrained_model
 
     pretrained_dir, tokenizer = course_pretrained_model(scale_name)
+    names, *splits = encoded_topics(tokenizer, RobertaConfig.load(pretrained_dir).max_tokens)
+    return pretrained_dir, tokenizer, names, *splits
+
+
+def encoded_topics(tokenizer, max_length: int):
+    """The python-docs-topics names and its train, validation and test sets encoded by ``tokenizer``, texts cut to
+    ``max_length`` tokens."""
+    from .data import load_classification
+    from .finetuning import encode_examples
+
     topics = load_classification("python-docs-topics")
     names = topics["train"].features["label"].names
-    max_length = RobertaConfig.load(pretrained_dir).max_tokens
-    splits = [encode_examples(topics[split], tokenizer, max_length, len(names))
-              for split in ("train", "validation", "test")]
-    return pretrained_dir, tokenizer, names, *splits
+    return names, *(encode_examples(topics[split], tokenizer, max_length, len(names))
+                    for split in ("train", "validation", "test"))
 
 
 def course_setting(scale_name: str):

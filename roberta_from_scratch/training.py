@@ -313,7 +313,7 @@ class Trainer:
         """Forward and backward over the step's batch (see ``gradients_on_device``); returns its mean loss."""
         return float(self.gradients_on_device())
 
-    def host_batch(self) -> tuple[dict, list[tuple[dict, float]]]:
+    def host_batch(self) -> list[tuple[dict, float]]:
         """The step's batch, built and checked on the CPU before anything goes to the device: masked, the inputs
         validated once (token ids inside the vocabulary, shapes), and cut into this process's micro-batches, each
         with its share of the batch's masked tokens. Every value the step needs to know is read here, from CPU
@@ -333,7 +333,7 @@ class Trainer:
             if bool(part["attention_mask"].all()):  # full packed blocks: no mask, SDPA's fastest kernel
                 part["attention_mask"] = None
             parts.append((part, int((part["labels"] != -100).sum()) / max(targets, 1)))
-        return batch, parts
+        return parts
 
     def gradients_on_device(self) -> torch.Tensor:
         """Forward and backward over the step's batch, split into micro-batches whose losses are weighted by their
@@ -342,7 +342,7 @@ class Trainer:
         With several processes, each takes its own slice of the step's rows (the whole batch is masked the same way
         on every rank, so the masks do not depend on the number of processes); DDP or FSDP averages the gradients
         over ranks, hence the factor ``world_size``, and synchronises only after the last micro-batch."""
-        _, parts = self.host_batch()
+        parts = self.host_batch()
         ranks = self.world.world_size
         total = torch.zeros((), device=self.device)
         with inputs_checked(self.model):
