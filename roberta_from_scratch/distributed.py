@@ -192,10 +192,14 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state keyed by parameter name with whole tensors: loadable whatever the number of ranks."""
+    from .model import fit_vocabulary
+
     names = {p: n for n, p in model.named_parameters()}
+    vocab = model.config.vocab_size
     state = {}
-    for p, values in optimizer.state.items():
-        state[names[p]] = {k: full_tensor(v).detach().cpu() if torch.is_tensor(v) and v.dim() else
+    for p, values in optimizer.state.items():  # a padded vocabulary's states cut to the real rows, as its weights
+        state[names[p]] = {k: fit_vocabulary(names[p], full_tensor(v).detach().cpu(), vocab, vocab)
+                           if torch.is_tensor(v) and v.dim() else
                            (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in values.items()}
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [names[p] for p in g["params"]]}
               for g in optimizer.param_groups]
@@ -211,8 +215,12 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sav
                          "was it saved by another model or another version of the package?")
     position = {name: i for i, name in enumerate(n for g in current for n in g)}
     params = {n: p for p, n in names.items()}
-    state = {position[name]: {k: like(params[name], v) if torch.is_tensor(v) and v.dim() else v
-                              for k, v in values.items()} for name, values in saved["state"].items()}
+    from .model import fit_vocabulary
+
+    vocab = model.config.vocab_size
+    state = {position[name]: {k: like(params[name], fit_vocabulary(name, v, params[name].size(0), vocab))
+                              if torch.is_tensor(v) and v.dim() else v for k, v in values.items()}
+             for name, values in saved["state"].items()}
     optimizer.load_state_dict({"state": state, "param_groups": [
         {**{k: v for k, v in g.items() if k != "params"}, "params": [position[n] for n in g["params"]]}
         for g in saved["param_groups"]]})

@@ -123,8 +123,12 @@ def _rename(key: str, rules) -> str:
 
 def to_hf_state_dict(model, state_dict: dict | None = None) -> dict:
     """Our state dict (or ``state_dict``, the same keys) with transformers' key names (tied decoder weight left
-    out, as transformers does)."""
-    return {_rename(k, _OURS_TO_HF): v for k, v in (model.state_dict() if state_dict is None else state_dict).items()}
+    out, as transformers does) and shapes: a padded vocabulary (``pad_vocabulary``) cut to its real rows."""
+    from .model import fit_vocabulary
+
+    vocab = model.config.vocab_size
+    return {_rename(k, _OURS_TO_HF): fit_vocabulary(k, v, vocab, vocab)
+            for k, v in (model.state_dict() if state_dict is None else state_dict).items()}
 
 
 def read_state_dict(path: Path) -> dict:
@@ -181,6 +185,11 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
         elif not has_prefix and new.startswith("roberta."):
             new = new[len("roberta."):]  # a checkpoint with a head into a bare RobertaModel
         renamed[new] = tensor
+    from .model import VOCAB_TENSOR, fit_vocabulary
+
+    vocab = model.config.vocab_size
+    renamed = {k: fit_vocabulary(k, v, ours[k].size(0), vocab) if k in ours and VOCAB_TENSOR.search(k) else v
+               for k, v in renamed.items()}  # the real rows of the file into a padded vocabulary
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
                   for k, v in renamed.items() if k in ours and tuple(v.shape) != tuple(ours[k].shape)]
     if mismatched:

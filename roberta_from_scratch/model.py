@@ -20,6 +20,7 @@ training. The numbers equal transformers' ``RobertaForMaskedLM``, ``RobertaForSe
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,9 @@ from .attention import MultiHeadSelfAttention, RotaryEmbedding
 from .config import RobertaConfig
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' and PyTorch's convention)
+# The tensors with one row per token of the vocabulary, in our names and in transformers' (the same): the token
+# embeddings, which the MLM decoder shares, and the decoder's bias. ``pad_vocabulary`` gives them extra rows.
+VOCAB_TENSOR = re.compile(r"(^|\.)(embeddings\.word_embeddings\.weight|lm_head\.bias)$")
 
 ACTIVATION = {
     "gelu": F.gelu,  # exact, with erf
@@ -190,7 +194,9 @@ class RobertaPreTrainedModel(nn.Module):
         (self if isinstance(self, RobertaModel) else self.roberta).activation_checkpointing = enabled
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # a tied matrix is one parameter, counted once
+        """The parameters, a tied matrix counted once and the rows of a padded vocabulary left out."""
+        vocab = self.config.vocab_size
+        return sum(fit_vocabulary(name, p, vocab, vocab).numel() for name, p in self.named_parameters())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, new_head: bool = False, **config_overrides):
@@ -266,10 +272,13 @@ class RobertaLMHead(nn.Module):
         self.activation = F.gelu  # exact GELU whatever hidden_act says, as transformers' and fairseq's LM heads
         self.embeddings = [embeddings]  # a list: borrowed, not registered twice
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.vocab_size = config.vocab_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer_norm(self.activation(self.dense(x)))
-        return F.linear(x, self.embeddings[0].weight, self.bias)
+        logits = F.linear(x, self.embeddings[0].weight, self.bias)
+        # a padded vocabulary (pad_vocabulary): the extra rows are no token, their scores are cut off
+        return logits if logits.size(-1) == self.vocab_size else logits[..., :self.vocab_size]
 
 
 class RobertaClassificationHead(nn.Module):
@@ -318,6 +327,42 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
             loss = labelled_cross_entropy(logits, targets)
         return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                            hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def pad_vocabulary(self, multiple: int = 64) -> int:
+        """Give the token-embedding matrix (which the decoder shares) and the decoder's bias a number of rows that
+        is a multiple of ``multiple`` (notebook 08, section 1): the decoder's matrix multiply then has a width the
+        GPU's matrix engines tile without a ragged edge (50,265 -> 50,304 for roberta-base). The extra rows start
+        at zero, no token id reaches them (``check_inputs`` refuses ids from ``vocab_size`` up) and their logits
+        are cut off before anything reads them, so outputs, loss and the gradients of the real rows are unchanged
+        and the extra rows get no gradient. ``save_pretrained`` and checkpoints write the real rows only, in
+        transformers' shapes; loading pads again. Call it before building the optimizer. Returns the row count."""
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"multiple={multiple!r}: the row count is rounded up to a multiple of a positive "
+                             "integer (64 for the matrix engines, 1 for no padding)")
+        vocab, embedding = self.config.vocab_size, self.roberta.embeddings.word_embeddings
+        rows = -(-vocab // multiple) * multiple
+        if rows != embedding.num_embeddings:
+            with torch.no_grad():
+                embedding.weight = nn.Parameter(fit_vocabulary("embeddings.word_embeddings.weight",
+                                                               embedding.weight[:vocab], rows, vocab))
+                self.lm_head.bias = nn.Parameter(fit_vocabulary("lm_head.bias", self.lm_head.bias[:vocab], rows,
+                                                                vocab))
+            embedding.num_embeddings = rows
+        return rows
+
+
+def fit_vocabulary(name: str, tensor: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:
+    """A vocabulary tensor (``VOCAB_TENSOR``) with ``rows`` rows: a padded one (see ``pad_vocabulary``) cut to
+    the ``vocab_size`` real rows, or a real one given zero rows up to ``rows``. Any other tensor, or a row count
+    that is neither, comes back as it is (a real mismatch, for the caller to report)."""
+    have = tensor.size(0) if tensor.dim() else 0
+    if have == rows or not VOCAB_TENSOR.search(name):
+        return tensor
+    if rows == vocab_size < have:
+        return tensor[:vocab_size]
+    if have == vocab_size < rows:
+        return torch.cat([tensor, tensor.new_zeros((rows - have, *tensor.shape[1:]))])
+    return tensor
 
 
 class RobertaForSequenceClassification(RobertaPreTrainedModel):
@@ -456,10 +501,14 @@ def span_position_loss(logits: torch.Tensor, positions: torch.Tensor, seq_len: i
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters by component: embeddings, attention, feed-forward, LayerNorms, heads (tied weights once)."""
+    """Parameters by component: embeddings, attention, feed-forward, LayerNorms, heads (tied weights once, the
+    rows of a padded vocabulary left out)."""
     groups = {"token embeddings": 0, "position + type embeddings": 0, "attention": 0, "feed-forward": 0,
               "LayerNorm": 0, "MLM head": 0, "classification head": 0, "question-answering head": 0}
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     for name, p in model.named_parameters():
+        if vocab is not None:
+            p = fit_vocabulary(name, p, vocab, vocab)
         if "word_embeddings" in name:
             key = "token embeddings"
         elif "position_embeddings" in name or "token_type" in name:

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DataLoader worker processes that build (gather and mask) the batches ahead (default 0)")
     parser.add_argument("--log-every", type=positive_int, default=10,
                         help="steps between reads of the losses from the device (default 10)")
+    parser.add_argument("--pad-vocab", type=positive_int, default=64, metavar="N",
+                        help="round the vocabulary's rows up to a multiple of N for the GPU's matrix engines; files "
+                        "keep the real rows (default 64; 1: no padding)")
     parser.add_argument("--activation-checkpointing", action="store_true",
                         help="recompute each layer in the backward pass: less memory, more compute")
     parser.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer "
@@ -110,7 +113,7 @@ def training_config(args: argparse.Namespace, recipe):
         checkpoint_every=args.checkpoint_every, checkpoint_dir=str(Path(args.output_dir) / "checkpoints"),
         seed=args.seed, precision=args.precision, compile=args.compile, device=args.device,
         progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp,
-        num_workers=args.workers, log_every=args.log_every)
+        num_workers=args.workers, log_every=args.log_every, pad_vocab_multiple=args.pad_vocab)
 
 
 def run(args: argparse.Namespace):

@@ -64,6 +64,7 @@ class TrainingConfig:
     fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer states (else DDP replicates them)
     log_every: int = 10  # steps between reads of the losses from the device (each read waits for the device)
     num_workers: int = 0  # DataLoader worker processes that build the batches ahead (0: the main process builds each)
+    pad_vocab_multiple: int = 64  # the MLM model's vocabulary rows rounded up to a multiple of this (1: none)
 
     def __post_init__(self):
         if self.max_steps < 1 or self.batch_size < 1:
@@ -85,6 +86,10 @@ class TrainingConfig:
             raise ValueError(f"num_workers={self.num_workers}: give 0 (batches built in the main process) or more")
         if self.log_every < 1:
             raise ValueError(f"log_every={self.log_every} must be at least 1 (1 reads every step's loss at once)")
+        if isinstance(self.pad_vocab_multiple, bool) or not isinstance(self.pad_vocab_multiple, int) or \
+                self.pad_vocab_multiple < 1:
+            raise ValueError(f"pad_vocab_multiple={self.pad_vocab_multiple!r}: give a positive integer (64 pads the "
+                             "vocabulary for the GPU's matrix engines, 1 leaves it as it is)")
         if self.warmup_steps < 0 or self.eval_every < 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be at least 0 and eval_every={self.eval_every} "
                              "at least 1")
@@ -180,6 +185,14 @@ def flops_per_token(config: RobertaConfig, seq_len: int) -> float:
     return 6 * n + 12 * layers * h * seq_len  # 12 L H Q T with H Q = hidden size
 
 
+def head_flops_per_target(config: RobertaConfig) -> float:
+    """6 (C^2 + V C): the MLM head's matrix multiplies, forward and backward, for one position it predicts (its
+    dense layer and the tied decoder, over the real vocabulary: a padded one's extra columns are not useful work).
+    The sparse head runs only on the predicted positions, so a step's FLOPs are
+    ``tokens * flops_per_token + targets * head_flops_per_target`` (notebook 08, section 1)."""
+    return 6 * config.hidden_size * (config.hidden_size + config.vocab_size)
+
+
 def peak_flops(device: torch.device) -> float | None:
     """The device's dense bf16/fp16 peak in FLOP/s, when it is a known GPU."""
     if device.type != "cuda":
@@ -246,6 +259,8 @@ class Trainer:
         self.per_process, self.micro = cfg.per_process(self.world.world_size)
         self.device = device_for(self.world, cfg.device) or (torch.device(cfg.device) if cfg.device else pick_device())
         self.precision = self._precision()
+        if hasattr(model, "pad_vocabulary"):  # before the optimizer sees the parameters (notebook 08, section 1)
+            model.pad_vocabulary(cfg.pad_vocab_multiple)
         self.model = model.to(self.device).train()
         if cfg.activation_checkpointing:
             self.model.set_activation_checkpointing(True)
@@ -283,6 +298,7 @@ class Trainer:
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
         self.flops_per_token = flops_per_token(model.config, seq_len)
+        self.head_flops = head_flops_per_target(model.config)
         peak = peak_flops(self.device)  # one device's; the tokens counted are all processes' together
         self.peak = peak * self.world.world_size if peak else peak
 
@@ -326,6 +342,7 @@ class Trainer:
             check(batch["input_ids"], batch["attention_mask"])
         self.last_tokens = int(batch["attention_mask"].sum())
         targets = int((batch["labels"] != -100).sum())
+        self.last_flops = self.last_tokens * self.flops_per_token + targets * self.head_flops
         first = self.world.rank * self.per_process
         parts = []
         for start in range(first, first + self.per_process, self.micro):
@@ -413,7 +430,7 @@ class Trainer:
         stop = min(until or self.cfg.max_steps, self.cfg.max_steps)
         bar = tqdm(total=stop, initial=self.step, desc="pretraining", unit="step", disable=not (self.cfg.progress and self.world.is_main),
                    dynamic_ncols=True)
-        window_start, window_tokens = time.perf_counter(), 0
+        window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
         if self.step == 0 and self.eval_batches and not self.history.eval:
             self.history.eval.append({"step": 0, **evaluate(self.model, self.eval_batches, self.device,
                                                              self.precision)})
@@ -449,11 +466,12 @@ class Trainer:
                     "(the same batch_size then accumulates more micro-batches), a shorter sequence, or a smaller "
                     "model") from None
             window_tokens += self.last_tokens
+            window_flops += self.last_flops
             elapsed = time.perf_counter() - window_start
             rate = window_tokens / elapsed if elapsed > 0 else 0.0
             record = {"step": self.step, "loss": None, "lr": lr, "tokens_per_s": rate}
-            if self.peak:
-                record["mfu"] = rate * self.flops_per_token / self.peak
+            if self.peak and elapsed > 0:  # the layers on every token, the head on the predicted ones
+                record["mfu"] = window_flops / elapsed / self.peak
             self.history.train.append(record)
             pending.append((record, loss))
             bar.update(1)
@@ -468,7 +486,7 @@ class Trainer:
                 if self.cfg.progress and self.world.is_main:
                     bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
                               f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
-                window_start, window_tokens = time.perf_counter(), 0  # do not count evaluation time
+                window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0  # not evaluation time
             if saving:
                 self.save_checkpoint()
         self._prefetched = None

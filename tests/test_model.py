@@ -511,3 +511,55 @@ def test_old_tensorflow_layernorm_names_load(tmp_path):
     assert not ours.load_report.missing
     ids, mask = padded_batch(101, [5, 3])
     torch.testing.assert_close(ours(ids, mask).logits, theirs(ids, attention_mask=mask).logits, **TOL)
+
+
+def test_a_padded_vocabulary_computes_exactly_what_the_real_one_does(tmp_path):
+    """Catches: the padded rows' scores reaching the softmax (a loss that moves with the padding), logits wider
+    than the vocabulary, the extra rows getting gradients or weights (they would drift under the optimizer), the
+    decoder left on the old matrix (padding must keep the tie), the padded rows counted as parameters, and files
+    or transformers' model seeing the padding. 101 tokens, padded to 128: scrambled weights, so any leak shows."""
+    fields = CONFIGS["odd"]
+    theirs = scramble(transformers.RobertaForMaskedLM(hf_config(fields)).eval(), seed=3)
+    theirs.save_pretrained(tmp_path / "hf")
+    plain = RobertaForMaskedLM.from_pretrained(tmp_path / "hf")
+    padded = RobertaForMaskedLM.from_pretrained(tmp_path / "hf")
+    assert padded.pad_vocabulary(64) == 128 and padded.pad_vocabulary(64) == 128  # idempotent
+    embedding = padded.roberta.embeddings.word_embeddings
+    assert embedding.weight.shape == (128, 36) and padded.lm_head.bias.shape == (128,)
+    assert padded.lm_head.embeddings[0].weight is embedding.weight  # still tied
+    assert not embedding.weight[101:].any() and not padded.lm_head.bias[101:].any()
+    assert padded.num_parameters() == plain.num_parameters() == theirs.num_parameters()
+    assert count_parameters(padded) == count_parameters(plain)
+
+    ids, mask = padded_batch(fields["vocab_size"], [9, 5, 2, 7])
+    labels = torch.where(mask.bool() & (torch.arange(9) % 3 == 1), ids, torch.full_like(ids, -100))
+    a, b = plain(ids, mask, labels=labels), padded(ids, mask, labels=labels)
+    assert b.logits.shape == a.logits.shape == (int((labels != -100).sum()), 101)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.loss, b.loss)
+    assert padded(ids, mask).logits.shape == theirs(ids, attention_mask=mask).logits.shape == (4, 9, 101)
+    torch.testing.assert_close(padded(ids, mask).logits, theirs(ids, attention_mask=mask).logits, **TOL)
+    a.loss.backward()
+    b.loss.backward()
+    torch.testing.assert_close(embedding.weight.grad[:101], plain.roberta.embeddings.word_embeddings.weight.grad,
+                               rtol=0, atol=1e-7)
+    assert not embedding.weight.grad[101:].any() and not padded.lm_head.bias.grad[101:].any()
+
+    padded.save_pretrained(tmp_path / "ours")  # transformers' shapes: the real rows only
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "ours" / "model.safetensors")
+    assert saved["roberta.embeddings.word_embeddings.weight"].shape == (101, 36)
+    assert saved["lm_head.bias"].shape == (101,)
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["vocab_size"] == 101
+    back = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "ours", attn_implementation="eager").eval()
+    torch.testing.assert_close(back(ids, attention_mask=mask).logits, theirs(ids, attention_mask=mask).logits,
+                               **TOL)
+    again = RobertaForMaskedLM(RobertaConfig(**fields))
+    again.pad_vocabulary(32)  # a file of real rows loads into a padded model (a checkpoint, resumed)
+    from roberta_from_scratch.hub import load_state_dict_into
+
+    assert not str(load_state_dict_into(again, saved)).startswith("newly")
+    assert torch.equal(again.roberta.embeddings.word_embeddings.weight[:101], embedding.weight[:101].detach())
+    assert not again.roberta.embeddings.word_embeddings.weight[101:].any()
+    with pytest.raises(ValueError, match="positive integer"):
+        padded.pad_vocabulary(0)

@@ -142,6 +142,35 @@ def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
     assert [e["step"] for e in resumed.history.eval] == [e["step"] for e in straight.history.eval]
 
 
+def test_checkpoints_hold_the_real_vocabulary_and_resume_exactly_with_any_padding(setup, tmp_path):
+    """Catches: the padding written into checkpoints (files transformers cannot read, and a resume with another
+    padding failing on the optimizer's shapes), the Adam moments of the real rows lost or shifted when they are cut
+    and padded again, and padding that changes what is learned. 400 tokens: padded to 448 by default."""
+    from safetensors.torch import load_file
+
+    straight = trainer_for(setup, pad_vocab_multiple=1)
+    straight.train()
+    assert straight.model.lm_head.bias.shape == (400,)
+    for before, after in ((64, 1), (1, 64)):
+        interrupted = trainer_for(setup, tmp_path / f"{before}", pad_vocab_multiple=before)
+        assert interrupted.model.lm_head.bias.shape == (448 if before == 64 else 400,)
+        interrupted.train(until=3)
+        saved = interrupted.save_checkpoint()
+        assert load_file(saved / "model.safetensors")["lm_head.bias"].shape == (400,)
+        moments = torch.load(saved / STATE_FILE, weights_only=True)["optimizer"]["state"]
+        assert moments["lm_head.bias"]["exp_avg_sq"].shape == (400,)
+        resumed = trainer_for(setup, tmp_path / f"{before}-{after}", seed=123, pad_vocab_multiple=after)
+        resumed.load_checkpoint(saved)
+        resumed.train()
+        vocab = resumed.model.config.vocab_size
+        for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+            torch.testing.assert_close(b[:vocab] if b.dim() and b.size(0) != a.size(0) else b, a, rtol=0,
+                                       atol=1e-6, msg=name)
+        assert not resumed.model.lm_head.bias[vocab:].any()  # the padding never trains
+        assert [r["loss"] for r in resumed.history.train] == pytest.approx(
+            [r["loss"] for r in straight.history.train], abs=1e-6)
+
+
 def test_batches_built_by_dataloader_workers_train_and_resume_exactly_as_the_main_process(setup, tmp_path):
     """Catches: workers that build other batches than the main process (their own masking streams, another data
     order, steps out of turn), or a loader that restarts at step 0 after a resume: weights and every logged loss
@@ -194,7 +223,7 @@ def test_checkpoints_are_whole_or_absent(setup, tmp_path, monkeypatch):
     assert latest_checkpoint(tmp_path).name == "step-0000006"
     assert {p.name: (p / "model.safetensors").read_bytes() for p in tmp_path.glob("step-*")} == before
     loaded = RobertaForMaskedLM.from_pretrained(tmp_path / "step-0000006")  # a checkpoint is a model directory
-    assert loaded.lm_head.bias.shape == trainer.model.lm_head.bias.shape
+    assert loaded.lm_head.bias.shape == (trainer.model.config.vocab_size,)  # the real rows, not the padded ones
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".tmp-step-0000008-{int(dead.stdout)}"  # as if another process had crashed while saving
@@ -327,10 +356,12 @@ def test_training_learns_something(setup):
 
 
 @pytest.mark.parametrize("bad", [dict(keep_checkpoints=0), dict(keep_checkpoints=-1), dict(lr=0), dict(lr=-1e-3),
-                                 dict(warmup_steps=-5), dict(eval_every=0), dict(micro_batch_size=0)])
+                                 dict(warmup_steps=-5), dict(eval_every=0), dict(micro_batch_size=0),
+                                 dict(pad_vocab_multiple=0), dict(pad_vocab_multiple=True)])
 def test_nonsensical_settings_are_refused_where_the_config_is_made(bad):
     """Catches: keep_checkpoints=0 silently keeping every checkpoint (``[:-0]`` is empty), a learning rate of 0
-    that trains nothing, a negative warm-up, and eval_every=0 failing with a ZeroDivisionError in the loop."""
+    that trains nothing, a negative warm-up, eval_every=0 failing with a ZeroDivisionError in the loop, and a
+    vocabulary padded to a multiple of 0 (a ZeroDivisionError when the model is built)."""
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainingConfig(max_steps=10, batch_size=8, **bad)
 
@@ -549,3 +580,70 @@ def test_compilation_is_on_for_cuda_only_and_falls_back_to_eager(setup):
         with pytest.warns(UserWarning, match="torch.compile failed .*training goes on eager"):
             assert auto.train_step() == expected
         assert auto.compiled is False and auto.forward is auto.eager_forward
+
+
+def test_full_packed_blocks_reach_attention_without_a_mask(setup, monkeypatch):
+    """Catches: an all-ones mask handed to SDPA in the training step. With any mask, even one that keeps every
+    key, PyTorch cannot use its flash kernel and builds the bias tensor; full packed blocks need none. A batch
+    with padding must still get its mask (a dropped one would let tokens attend to padding)."""
+    import torch.nn.functional as F
+
+    from roberta_from_scratch import attention
+
+    masks = []
+    original = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return original(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", recording)
+    tokenizer, blocks, _ = setup
+    full = full_blocks(blocks)
+    for rows, padded in ((full, False), (full[:4] + [b[:20] for b in full[:4]], True)):  # rows of 20 among 32
+        trainer = Trainer(tiny_model(tokenizer), rows, DataCollatorForMLM(tokenizer),
+                          TrainingConfig(max_steps=2, batch_size=8, lr=1e-3, progress=False, device="cpu"))
+        masks.clear()
+        trainer.train_step()
+        assert len(masks) == trainer.model.config.num_hidden_layers, masks
+        if padded:
+            assert all(m is not None and not bool(m.all()) for m in masks)
+        else:
+            assert all(m is None for m in masks), masks
+
+
+def full_blocks(blocks, count=8):
+    """``count`` packed blocks of the full length: no padding in their batch."""
+    width = max(len(b) for b in blocks)
+    full = [b for b in blocks if len(b) == width][:count]
+    assert len(full) == count
+    return full
+
+
+def test_the_step_counts_the_flops_of_the_layers_and_of_the_sparse_head(setup):
+    """Catches: an MFU that leaves out the MLM head, counts it on every position instead of the predicted ones, or
+    misses the tied decoder's gradient: the Trainer's FLOPs for one step must equal what PyTorch's FlopCounterMode
+    counts for the same forward and backward (every matrix multiply, attention's included), within 1%."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from roberta_from_scratch.training import head_flops_per_target
+
+    tokenizer, blocks, _ = setup
+    counted = {}
+    for multiple in (1, 64):  # 400 tokens, and padded to 448: the padding's columns are computed, not counted
+        trainer = Trainer(tiny_model(tokenizer), full_blocks(blocks), DataCollatorForMLM(tokenizer),
+                          TrainingConfig(max_steps=2, batch_size=8, micro_batch_size=4, lr=1e-3, progress=False,
+                                         device="cpu", pad_vocab_multiple=multiple))
+        parts = trainer.host_batch()
+        config = trainer.model.config
+        targets = sum(int((part["labels"] != -100).sum()) for part, _ in parts)
+        assert trainer.last_tokens == 8 * len(full_blocks(blocks)[0])
+        assert trainer.last_flops == trainer.last_tokens * trainer.flops_per_token + \
+            targets * head_flops_per_target(config)
+        with FlopCounterMode(display=False) as counter:
+            for part, _ in parts:
+                trainer.model(**{k: v for k, v in part.items() if v is not None}).loss.backward()
+        counted[multiple] = counter.get_total_flops()
+        assert trainer.last_tokens * trainer.flops_per_token < 0.95 * counted[multiple]  # the head: 8% here
+    assert trainer.last_flops == counted[1]  # exact: every matrix multiply, forward and backward
+    assert counted[64] - counted[1] == targets * 6 * config.hidden_size * (448 - 400)
