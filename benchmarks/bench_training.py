@@ -60,8 +60,9 @@ def timed(step, device: torch.device, steps: int, warmup: int) -> float:
 
 
 def measure(preset: str, seq_len: int, batch: int, vocab: int, device: str, compile_: bool, steps: int,
-            which: str = "ours", pad_vocab: int = 64) -> dict:
-    """One row: ``which`` is ours, ours-dense or transformers."""
+            which: str = "ours", pad_vocab: int = 64, profile: bool = False) -> dict:
+    """One row: ``which`` is ours, ours-dense or transformers; ``profile``: a torch.profiler table of one more
+    steady-state step (CPU and, on a GPU, CUDA time per operator)."""
     torch.manual_seed(0)
     config = RobertaConfig.from_preset(preset, vocab_size=vocab, max_position_embeddings=max(514, seq_len + 2))
     model = dense_head_model(config) if which == "ours-dense" else RobertaForMaskedLM(config)
@@ -82,9 +83,24 @@ def measure(preset: str, seq_len: int, batch: int, vocab: int, device: str, comp
     flops = trainer.last_tokens * trainer.flops_per_token + head_positions
     mfu = flops / seconds / trainer.peak if trainer.peak else None
     memory = torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda" else None
-    return {"preset": preset, "seq": seq_len, "batch": batch, "tokens_per_s": tokens_per_s, "mfu": mfu,
+    table = profile_step(step, trainer.device) if profile else None
+    return {"profile": table, "preset": preset, "seq": seq_len, "batch": batch, "tokens_per_s": tokens_per_s, "mfu": mfu,
             "memory_gib": memory, "precision": trainer.precision.name, "params": trainer.model.num_parameters(),
             "compiled": trainer.compiled if which != "transformers" else compile_}
+
+
+def profile_step(step, device: torch.device) -> str:
+    """The operators of one steady-state step by their own time: on a GPU sorted by device time, which is where a
+    step that never waits for the host spends it; on a CPU by CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                     row_limit=15, max_name_column_width=48)
 
 
 def transformers_step(config, trainer, compile_: bool):
@@ -134,7 +150,9 @@ def main() -> None:
     parser.add_argument("--pad-vocab", type=int, default=64, help="vocabulary rows rounded up to a multiple of this "
                         "(1: no padding)")
     parser.add_argument("--models", nargs="+", choices=list(LABELS), default=list(LABELS))
+    parser.add_argument("--profile", action="store_true", help="also profile one step of ours, sparse head, per shape")
     args = parser.parse_args()
+    profiles = []
     rows = ["| preset | parameters | sequence | batch | model | precision | tokens/s | MFU | peak memory |",
             "|---|---|---|---|---|---|---|---|---|"]
     for preset in args.presets:
@@ -142,8 +160,12 @@ def main() -> None:
             speeds = {}
             for which in args.models:
                 r = measure(preset, seq, args.tokens_per_batch // seq, args.vocab_size, args.device, args.compile,
-                            args.steps, which, args.pad_vocab)
+                            args.steps, which, args.pad_vocab, profile=args.profile and which == "ours")
                 speeds[which] = r["tokens_per_s"]
+                if r["profile"]:
+                    profiles += ["", f"One steady-state step of ours, {preset}, sequence {seq}, batch {r['batch']}, "
+                                 f"{r['precision']}{' compiled' if r['compiled'] else ''} (torch.profiler):", "",
+                                 "```", r["profile"].strip(), "```"]
                 mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
                 memory = f"{r['memory_gib']:.1f} GiB" if r["memory_gib"] is not None else "n/a"
                 label = LABELS[which] + (" (compiled)" if r["compiled"] else "")
@@ -156,16 +178,22 @@ def main() -> None:
                         rows.append(f"| {preset} | | {seq} | | ratio {LABELS[which]} / transformers | | "
                                     f"{speeds[which] / speeds['transformers']:.2f}x | | |")
     rows += ["", f"Full training steps (forward, backward, clipping, fused AdamW on CUDA, the schedule), random "
-             f"blocks, vocabulary {args.vocab_size:,}"
-             f"{f' padded to a multiple of {args.pad_vocab} in ours' if args.pad_vocab > 1 else ''}, 15% masked, "
+             f"blocks, vocabulary {args.vocab_size:,} ({padding_note(args.vocab_size, args.pad_vocab)}), 15% masked, "
              f"{args.steps} timed steps after warm-up, no step waiting for the device"
              f"{', torch.compile' if args.compile else ''}. MFU counts the layers on every token and the MLM head "
              "on the positions it runs on (the masked ones for ours, every one for the other two rows), over the "
              f"real vocabulary. {machine_line()}"]
-    table = "\n".join(rows)
+    table = "\n".join(rows + profiles)
     write_section(f"training throughput: {args.device}{' compiled' if args.compile else ''}"
                   f"{'' if args.pad_vocab > 1 else ', vocabulary not padded'}", table)
     print(table)
+
+
+def padding_note(vocab: int, multiple: int) -> str:
+    rows = -(-vocab // multiple) * multiple
+    if multiple == 1:
+        return "not padded"
+    return f"{rows:,} rows in ours, a multiple of {multiple}" if rows != vocab else f"a multiple of {multiple} already"
 
 
 LABELS = {"ours": "ours, sparse head", "ours-dense": "ours, dense head (equal work)",
