@@ -311,7 +311,11 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_attentions: bool = False,
-                output_hidden_states: bool = False) -> ModelOutput:
+                output_hidden_states: bool = False, label_positions: torch.Tensor | None = None) -> ModelOutput:
+        """``label_positions`` (with ``labels``): the labelled positions' indices in the flattened batch, in order,
+        as ``label_positions_of(labels)`` computes them. Selecting rows with the boolean ``labels != -100`` gives a
+        tensor whose size depends on the data, so on a GPU the host waits for the device to count them; with the
+        indices computed on the CPU beforehand (the Trainer does) the head gathers its rows without a wait."""
         out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states)
         loss = None
@@ -321,9 +325,13 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
             if tuple(labels.shape) != tuple(input_ids.shape):
                 raise ValueError(f"labels have shape {tuple(labels.shape)}; expected {tuple(input_ids.shape)}, "
                                  "the shape of input_ids (-100 where there is nothing to predict)")
-            selected = labels != IGNORE_INDEX
-            logits = self.lm_head(out.last_hidden_state[selected])  # (num_labelled, vocab)
-            targets = labels[selected]
+            if label_positions is None:
+                selected = labels != IGNORE_INDEX
+                hidden, targets = out.last_hidden_state[selected], labels[selected]
+            else:
+                hidden = out.last_hidden_state.flatten(0, 1).index_select(0, label_positions)
+                targets = labels.flatten().index_select(0, label_positions)
+            logits = self.lm_head(hidden)  # (num_labelled, vocab)
             loss = labelled_cross_entropy(logits, targets)
         return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                            hidden_states=out.hidden_states, attentions=out.attentions)
@@ -349,6 +357,12 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
                                                                 vocab))
             embedding.num_embeddings = rows
         return rows
+
+
+def label_positions_of(labels: torch.Tensor) -> torch.Tensor:
+    """The indices of the labelled positions (label != -100) in the flattened (batch * seq) labels, in order: what
+    ``RobertaForMaskedLM(label_positions=...)`` takes. Computed on a CPU batch, it costs the device nothing."""
+    return (labels.flatten() != IGNORE_INDEX).nonzero().squeeze(1)
 
 
 def fit_vocabulary(name: str, tensor: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ run continues exactly where the interrupted one was.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -32,6 +33,7 @@ from .checkpoints import (RESUME_SETTINGS, STATE_FILE, checkpoints, latest_check
                           remove_stale_temporaries, save_checkpoint)
 from .config import RobertaConfig
 from .distributed import all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, wrap_model, world
+from .model import label_positions_of
 from .optim import linear_schedule, make_optimizer, make_scheduler, parameter_groups  # noqa: F401
 from .settings import Precision, pick_device, pick_precision
 # Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor data sheets; nanoGPT and PaLM use the same figures).
@@ -297,6 +299,7 @@ class Trainer:
                                  for i in range(0, len(blocks), self.micro)]
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
+        self.takes_positions = "label_positions" in inspect.signature(model.forward).parameters
         self.flops_per_token = flops_per_token(model.config, seq_len)
         self.head_flops = head_flops_per_target(model.config)
         peak = peak_flops(self.device)  # one device's; the tokens counted are all processes' together
@@ -349,6 +352,8 @@ class Trainer:
             part = {k: v[start:start + self.micro] for k, v in batch.items()}
             if bool(part["attention_mask"].all()):  # full packed blocks: no mask, SDPA's fastest kernel
                 part["attention_mask"] = None
+            if self.takes_positions:  # the sparse head's rows, found here instead of by the device
+                part["label_positions"] = label_positions_of(part["labels"])
             parts.append((part, int((part["labels"] != -100).sum()) / max(targets, 1)))
         return parts
 

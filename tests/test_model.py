@@ -563,3 +563,25 @@ def test_a_padded_vocabulary_computes_exactly_what_the_real_one_does(tmp_path):
     assert not again.roberta.embeddings.word_embeddings.weight[101:].any()
     with pytest.raises(ValueError, match="positive integer"):
         padded.pad_vocabulary(0)
+
+
+def test_label_positions_select_the_rows_the_boolean_mask_selects():
+    """Catches: label_positions gathering other rows than labels != -100 (another order, a transposed flattening,
+    an off-by-one batch offset): loss, logits and every gradient must be those of the boolean selection."""
+    from roberta_from_scratch.model import label_positions_of
+
+    torch.manual_seed(0)
+    model = scramble(RobertaForMaskedLM(RobertaConfig(**CONFIGS["odd"])).eval(), seed=4)
+    ids, mask = padded_batch(101, [9, 5, 2, 7])
+    labels = torch.where(mask.bool() & (torch.rand(ids.shape) < 0.4), ids, torch.full_like(ids, -100))
+    positions = label_positions_of(labels)
+    assert positions.tolist() == [r * 9 + c for r, c in (labels != -100).nonzero().tolist()]
+    a = model(ids, mask, labels=labels)
+    a.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    b = model(ids, mask, labels=labels, label_positions=positions)
+    b.loss.backward()
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.loss, b.loss)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=0, atol=1e-6, msg=name)

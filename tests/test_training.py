@@ -647,3 +647,46 @@ def test_the_step_counts_the_flops_of_the_layers_and_of_the_sparse_head(setup):
         assert trainer.last_tokens * trainer.flops_per_token < 0.95 * counted[multiple]  # the head: 8% here
     assert trainer.last_flops == counted[1]  # exact: every matrix multiply, forward and backward
     assert counted[64] - counted[1] == targets * 6 * config.hidden_size * (448 - 400)
+
+
+def test_the_device_part_of_a_step_has_no_operation_that_waits_for_the_device(setup):
+    """Catches what the value-read test cannot see, because it happens inside PyTorch's kernels: an operation of the
+    forward or backward pass whose result the host must wait for. Either a value handed to Python
+    (aten._local_scalar_dense, what .item(), bool() and float() run) or an output whose size depends on the data
+    (nonzero, masked_select, indexing with a boolean mask, as the sparse head once selected its rows), whose size
+    the device must report before the host can go on. Every aten operation of the step after host_batch is
+    recorded; the same detector sees the boolean selection when the head is called without label_positions."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    waiting = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+               aten.unique_consecutive.default, aten._unique2.default}
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.found = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            boolean_index = func in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default) and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+            if func in waiting or boolean_index:
+                self.found.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    tokenizer, blocks, _ = setup
+    for rows in (full_blocks(blocks), [b[:20] for b in full_blocks(blocks)[:4]] + full_blocks(blocks)[:4]):
+        trainer = Trainer(tiny_model(tokenizer), rows, DataCollatorForMLM(tokenizer),
+                          TrainingConfig(max_steps=3, batch_size=8, micro_batch_size=4, lr=1e-3, progress=False,
+                                         device="cpu"))
+        trainer.train_step()
+        parts = trainer.host_batch()  # the CPU side: its reads and nonzero run on the CPU batch, before the copy
+        assert all("label_positions" in part for part, _ in parts)
+        trainer.host_batch = lambda parts=parts: parts
+        with Recorder() as recorder:
+            trainer.gradients_on_device()
+        assert recorder.found == [], recorder.found
+    part = {k: v for k, v in parts[0][0].items() if k != "label_positions"}
+    with Recorder() as recorder:
+        trainer.model(**part).loss.backward()  # the boolean selection: the detector must see it
+    assert recorder.found, "the detector saw nothing in the boolean selection"
