@@ -77,10 +77,10 @@ def measure(preset: str, seq_len: int, batch: int, vocab: int, device: str, comp
         step = trainer.step_on_device
     seconds = timed(step, trainer.device, steps, warmup)
     tokens_per_s = batch * seq_len / seconds
-    head_positions = trainer.last_flops - trainer.last_tokens * trainer.flops_per_token  # targets x head FLOPs
+    head = trainer.last_flops - trainer.last_tokens * trainer.flops_per_token  # the head's FLOPs, on the targets
     if which != "ours":  # the head on every position
-        head_positions = trainer.last_tokens * trainer.head_flops
-    flops = trainer.last_tokens * trainer.flops_per_token + head_positions
+        head = trainer.last_tokens * trainer.head_flops
+    flops = trainer.last_tokens * trainer.flops_per_token + head
     mfu = flops / seconds / trainer.peak if trainer.peak else None
     memory = torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda" else None
     table = profile_step(step, trainer.device) if profile else None
@@ -177,8 +177,8 @@ def main() -> None:
                     if which in speeds:
                         rows.append(f"| {preset} | | {seq} | | ratio {LABELS[which]} / transformers | | "
                                     f"{speeds[which] / speeds['transformers']:.2f}x | | |")
-    rows += ["", f"Full training steps (forward, backward, clipping, fused AdamW on CUDA, the schedule), random "
-             f"blocks, vocabulary {args.vocab_size:,} ({padding_note(args.vocab_size, args.pad_vocab)}), 15% masked, "
+    rows += ["", f"Full training steps (forward, backward, clipping, fused AdamW on CUDA, the schedule), dropout "
+             f"0.1, random blocks, vocabulary {args.vocab_size:,} ({padding_note(args.vocab_size, args.pad_vocab)}), 15% masked, "
              f"{args.steps} timed steps after warm-up, no step waiting for the device"
              f"{', torch.compile' if args.compile else ''}. MFU counts the layers on every token and the MLM head "
              "on the positions it runs on (the masked ones for ours, every one for the other two rows), over the "
