@@ -17,6 +17,7 @@ Meant for a GPU; on a CPU it still reports tokens/s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -77,10 +78,8 @@ def measure(preset: str, seq_len: int, batch: int, vocab: int, device: str, comp
         step = trainer.step_on_device
     seconds = timed(step, trainer.device, steps, warmup)
     tokens_per_s = batch * seq_len / seconds
-    head = trainer.last_flops - trainer.last_tokens * trainer.flops_per_token  # the head's FLOPs, on the targets
-    if which != "ours":  # the head on every position
-        head = trainer.last_tokens * trainer.head_flops
-    flops = trainer.last_tokens * trainer.flops_per_token + head
+    head_positions = trainer.last_targets if which == "ours" else trainer.last_tokens  # dense: every position
+    flops = trainer.last_tokens * trainer.flops_per_token + head_positions * trainer.head_flops
     mfu = flops / seconds / trainer.peak if trainer.peak else None
     memory = torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda" else None
     table = profile_step(step, trainer.device) if profile else None
@@ -121,10 +120,10 @@ def transformers_step(config, trainer, compile_: bool):
     optimizer = make_optimizer(theirs, cfg, device)
     scheduler = make_scheduler(optimizer, cfg)
     batches = [trainer.step_data[i] for i in range(4)]
-    counter = iter(range(10**9))
+    turn = itertools.count()
 
     def step():
-        batch = {k: v.to(device, non_blocking=True) for k, v in batches[next(counter) % 4].items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in batches[next(turn) % 4].items()}
         with precision.autocast():
             loss = forward(**batch).loss
         loss.backward()

@@ -218,7 +218,8 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sav
     from .model import fit_vocabulary
 
     vocab = model.config.vocab_size
-    state = {position[name]: {k: like(params[name], fit_vocabulary(name, v, params[name].size(0), vocab))
+    state = {position[name]: {k: like(params[name], fit_vocabulary(name, v, params[name].size(0), vocab)
+                                      if v.size(0) < params[name].size(0) else v)  # padded, never cut
                               if torch.is_tensor(v) and v.dim() else v for k, v in values.items()}
              for name, values in saved["state"].items()}
     optimizer.load_state_dict({"state": state, "param_groups": [

@@ -188,8 +188,9 @@ def load_state_dict_into(model, state: dict) -> LoadReport:
     from .model import VOCAB_TENSOR, fit_vocabulary
 
     vocab = model.config.vocab_size
-    renamed = {k: fit_vocabulary(k, v, ours[k].size(0), vocab) if k in ours and VOCAB_TENSOR.search(k) else v
-               for k, v in renamed.items()}  # the real rows of the file into a padded vocabulary
+    renamed = {k: fit_vocabulary(k, v, ours[k].size(0), vocab)
+               if k in ours and VOCAB_TENSOR.search(k) and v.dim() and v.size(0) < ours[k].size(0) else v
+               for k, v in renamed.items()}  # the file's real rows into a padded vocabulary (never cut on loading)
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
                   for k, v in renamed.items() if k in ours and tuple(v.shape) != tuple(ours[k].shape)]
     if mismatched:

@@ -253,7 +253,8 @@ class History:
 
 class Trainer:
     """Masked-language-model pretraining of ``model`` on packed ``train_blocks`` (lists of ids), evaluated on
-    ``eval_blocks`` masked by ``eval_collator`` (default: ``collator``)."""
+    ``eval_blocks`` masked by ``eval_collator`` (default: ``collator``). The model is moved to the device and its
+    vocabulary padded in place (``cfg.pad_vocab_multiple``; its files keep the real rows)."""
 
     def __init__(self, model, train_blocks, collator, cfg: TrainingConfig, eval_blocks=None, eval_collator=None):
         self.cfg = cfg
@@ -345,6 +346,7 @@ class Trainer:
             check(batch["input_ids"], batch["attention_mask"])
         self.last_tokens = int(batch["attention_mask"].sum())
         targets = int((batch["labels"] != -100).sum())
+        self.last_targets = targets
         self.last_flops = self.last_tokens * self.flops_per_token + targets * self.head_flops
         first = self.world.rank * self.per_process
         parts = []

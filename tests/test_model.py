@@ -563,6 +563,9 @@ def test_a_padded_vocabulary_computes_exactly_what_the_real_one_does(tmp_path):
     assert not again.roberta.embeddings.word_embeddings.weight[101:].any()
     with pytest.raises(ValueError, match="positive integer"):
         padded.pad_vocabulary(0)
+    wide = {**saved, "roberta.embeddings.word_embeddings.weight": torch.randn(128, 36), "lm_head.bias": torch.randn(128)}
+    with pytest.raises(ValueError, match="does not fit this model's shapes"):  # rows the file has are never cut
+        load_state_dict_into(RobertaForMaskedLM(RobertaConfig(**fields)), wide)
 
 
 def test_label_positions_select_the_rows_the_boolean_mask_selects():
