@@ -10,6 +10,16 @@ Every notebook and command line reads its sizes from here, so a learner changes 
 
 The default is ``gpu`` when CUDA is available and ``cpu`` otherwise. ``RFS_DEVICE`` (cuda, mps, cpu) overrides
 the device picked by :func:`pick_device`.
+
+Three switches rehearse Colab's GPU path on a machine without one (``make test-gpu-path`` sets all three):
+
+* ``RFS_DEVICE=audit``: the course's device is ``cpu:0``, a CPU standing in for CUDA. Whatever is moved there is
+  marked, and the marks follow every operation (:mod:`roberta_from_scratch.device_audit`): handing a marked tensor
+  to numpy or matplotlib, or mixing it with a host tensor in one operation, raises the error CUDA would raise.
+* ``RFS_PRECISION=fp16`` (or ``bf16``, ``fp32``): the training precision on any device, e.g. a T4's fp16 autocast
+  with a GradScaler on the CPU (both work there in current PyTorch, slowly).
+* ``RFS_REHEARSAL=1``: every long loop cut to a few steps (:meth:`Scale.cut`), the sizes, recipes and branches of
+  the scale kept, so that every branch of a scale runs in minutes.
 """
 
 from __future__ import annotations
@@ -24,6 +34,11 @@ import torch
 
 SCALE_ENV = "RFS_SCALE"
 DEVICE_ENV = "RFS_DEVICE"
+PRECISION_ENV = "RFS_PRECISION"
+REHEARSAL_ENV = "RFS_REHEARSAL"
+AUDIT = "audit"  # RFS_DEVICE=audit: the device audit (module docstring)
+AUDIT_DEVICE = torch.device("cpu", 0)  # the audit's stand-in for cuda:0; plain "cpu" (no index) is the host
+REHEARSAL_STEPS = 3  # what a long loop is cut to in a rehearsal
 
 
 @dataclass(frozen=True)
@@ -65,9 +80,15 @@ class Scale:
     pretrain: PretrainRecipe
     finetune_epochs: int
     finetune_lr: float
+    rehearsal: bool = False  # RFS_REHEARSAL=1: long loops cut to a few steps (cut), everything else as the scale
+
+    def cut(self, n: int, few: int = REHEARSAL_STEPS) -> int:
+        """How many iterations a long loop of ``n`` takes at this scale: ``n``, or at most ``few`` in a rehearsal.
+        Every loop that scales with the budget (steps, epochs, seeds, grid points) goes through here."""
+        return min(n, few) if self.rehearsal else n
 
     def as_table(self) -> str:
-        rows = [(k, v) for k, v in asdict(self).items() if k not in ("name", "description", "pretrain")]
+        rows = [(k, v) for k, v in asdict(self).items() if k not in ("name", "description", "pretrain", "rehearsal")]
         rows += [(f"pretrain.{k}", v) for k, v in asdict(self.pretrain).items() if v is not None]
         width = max(len(k) for k, _ in rows)
         lines = [f"scale {self.name!r}: {self.description}"]
@@ -102,7 +123,29 @@ def get_scale(name: str | None = None) -> Scale:
             f"unknown scale {name!r}: set {SCALE_ENV} to one of {', '.join(SCALES)} "
             f"(for example `export {SCALE_ENV}=cpu`)"
         )
-    return SCALES[key]
+    return rehearsed(SCALES[key]) if rehearsing() else SCALES[key]
+
+
+def rehearsing() -> bool:
+    """True when ``RFS_REHEARSAL`` asks for the scale's branches with its long loops cut short."""
+    value = os.environ.get(REHEARSAL_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{REHEARSAL_ENV}={value!r}: set it to 1 to cut long loops short, or unset it")
+
+
+def rehearsed(scale: Scale) -> Scale:
+    """``scale`` with its sizes, recipe and branches, and its long loops cut to a few steps."""
+    from dataclasses import replace
+
+    few = REHEARSAL_STEPS
+    recipe = replace(scale.pretrain, steps=min(scale.pretrain.steps, 2 * few), warmup_steps=1,
+                     eval_every=min(scale.pretrain.eval_every, few))
+    return replace(scale, pretrain=recipe, finetune_epochs=min(scale.finetune_epochs, 1), rehearsal=True,
+                   description=f"{scale.description} (rehearsal: {REHEARSAL_ENV}=1 cuts every long loop to a few "
+                               "steps)")
 
 
 def _torch_version() -> tuple[int, int]:
@@ -120,6 +163,11 @@ def pick_device(name: str | None = None) -> torch.device:
     """``name``, else ``$RFS_DEVICE``, else CUDA, then MPS (torch >= 2.9 only), then the CPU."""
     if name is None:
         name = os.environ.get(DEVICE_ENV, "").strip() or None
+    if name is not None and name.lower() == AUDIT:
+        from .device_audit import activate
+
+        activate()
+        return AUDIT_DEVICE
     if name is not None:
         kind = torch.device(name).type
         if kind == "cuda" and not torch.cuda.is_available():
@@ -161,6 +209,12 @@ def pick_precision(device: torch.device | str | None = None) -> Precision:
     emulated bf16 is slow, so the capability decides, not that function.
     """
     device = pick_device() if device is None else torch.device(device)
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if forced and forced != "auto":
+        dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if forced not in dtypes:
+            raise ValueError(f"{PRECISION_ENV}={forced!r}: use one of auto, {', '.join(dtypes)} (or unset it)")
+        return Precision(forced, dtypes[forced], forced == "fp16", device.type)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         major, _minor = torch.cuda.get_device_capability(index)
@@ -210,6 +264,9 @@ def describe_environment(scale: str | None = None, device: str | None = None, ve
         accelerator = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability {cap[0]}.{cap[1]}"
     elif dev.type == "mps":
         accelerator = "Apple GPU (MPS)"
+    elif dev == AUDIT_DEVICE:
+        accelerator = (f"the device audit: a CPU standing in for CUDA, {torch.get_num_threads()} threads; "
+                       "numpy, matplotlib or host tensors given device tensors raise as on CUDA")
     else:
         accelerator = f"CPU, {torch.get_num_threads()} threads"
     env = Environment(chosen, dev, precision, _versions(), accelerator)
