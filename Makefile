@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit notebooks-test test-colab test-min notebooks execute assignments bench browser-deps clean
+.PHONY: lab test unit notebooks-test test-colab test-gpu-path test-min notebooks execute assignments bench browser-deps clean
 
 # Create .venv and install the package with everything the course and its tests need. A torch already in .venv
 # (for example a CPU-only build installed first) is kept: the package asks only for a lower bound.
@@ -43,7 +43,8 @@ CONSTRAINTS := $(PYTHON) tools/constraints.py
 # environment holding what Colab has of everything the package and the kernel stack need (installed under the
 # constraints, then everything Colab lacks removed again), then the package installed as the setup cell does (no
 # constraints: only what is missing), a check that this changed none of Colab's versions, and every notebook at
-# the smoke scale under nbval.
+# the smoke scale under nbval with the device audited (RFS_DEVICE=audit: a CPU standing in for Colab's GPU, where
+# handing a device tensor to numpy or matplotlib, or mixing it with a host tensor, raises as on CUDA).
 COLAB_VENV := .venv-colab
 COLAB := tools/colab-constraints.txt
 test-colab:
@@ -56,7 +57,16 @@ test-colab:
 	$(COLAB_VENV)/bin/python -m pip install -q .
 	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) nbval
 	$(COLAB_VENV)/bin/python tools/constraints.py check $(COLAB)
-	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(TEST_ENV) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider \
+	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(TEST_ENV) RFS_DEVICE=audit $(COLAB_VENV)/bin/python -m pytest \
+		-p no:cacheprovider $(NBVAL_OPTS) notebooks/; status=$$?; rm -rf $$data; exit $$status
+
+# The gpu scale rehearsed on the CPU: every notebook with the gpu scale's sizes, recipes and branches, fp16 autocast
+# with a GradScaler as on a T4, the device audited, and every long loop cut to a few steps (RFS_REHEARSAL=1;
+# README: Colab's GPU path on a CPU).
+GPU_PATH_ENV := RFS_SCALE=gpu RFS_REHEARSAL=1 RFS_DEVICE=audit RFS_PRECISION=fp16 HF_HUB_OFFLINE=1 \
+	HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
+test-gpu-path: $(STAMP)
+	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(GPU_PATH_ENV) $(BIN)/python -m pytest -p no:cacheprovider \
 		$(NBVAL_OPTS) notebooks/; status=$$?; rm -rf $$data; exit $$status
 
 # The lowest versions pyproject.toml allows (torch excepted): the unit tests of the code that calls the data,
