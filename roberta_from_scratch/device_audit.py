@@ -293,12 +293,6 @@ def _to_numpy(func, args, kwargs):
     return func(*args, **kwargs)
 
 
-def _iter(func, args, kwargs):
-    if not is_marked(args[0]):
-        return func(*args, **kwargs)
-    return iter([mark(t) for t in func(*args, **kwargs)])
-
-
 def _index_check(self, index) -> None:
     """A host tensor indexed with device index tensors raises on CUDA (a 0-dim integer one is read as a number)."""
     if is_marked(self) or not _marks:
@@ -344,7 +338,6 @@ _HANDLERS = {
     _T.new_tensor: _follow_self,
     _T.numpy: _to_numpy,
     _T.__array__: _to_numpy,
-    _T.__iter__: _iter,
     _T.__getitem__: _getitem,
     _T.__setitem__: _setitem,
     _T.index_put_: _setitem,
