@@ -199,9 +199,11 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
     model.to(device).train()
     batches = StepBatches(train, cfg.batch_size, cfg.seed)
     cfg.steps_per_epoch = batches.steps_per_epoch
-    optimizer = make_optimizer(model, cfg, device)
+    # fp16 (a T4, or RFS_PRECISION=fp16 on any device): loss scaling on the model's device, and a fused AdamW that
+    # skips an overflowed update itself, so that the scaler need not read its overflow flag (make_optimizer)
+    optimizer = make_optimizer(model, cfg, device, grad_scaler=precision.use_grad_scaler)
     scheduler = make_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision.use_grad_scaler)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.use_grad_scaler)
     history = FinetuneHistory()
     num_labels = model.config.num_labels
     start = time.perf_counter()
@@ -210,8 +212,9 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
         batch = {k: v.to(device) for k, v in collate(batches(step), pad_token_id).items()}
         with precision.autocast():
             loss = model(**batch).loss
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"the loss is {loss.item()} at step {step}: lower the learning rate "
+        value = loss.item()  # the one read of the step (finetuning logs every step)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the loss is {value} at step {step}: lower the learning rate "
                                      f"(now {scheduler.get_last_lr()[0]:.2e})")
         scaler.scale(loss).backward()
         if cfg.max_grad_norm:
@@ -222,8 +225,8 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        history.train.append({"step": step + 1, "loss": loss.item(), "lr": lr})
-        bar.set_postfix({"loss": f"{loss.item():.3f}"}, refresh=False)
+        history.train.append({"step": step + 1, "loss": value, "lr": lr})
+        bar.set_postfix({"loss": f"{value:.3f}"}, refresh=False)
         bar.update(1)
         if (step + 1) % cfg.steps_per_epoch == 0:
             if evaluate is not None:

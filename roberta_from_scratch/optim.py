@@ -26,8 +26,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
-    fused = device.type == "cuda"  # one kernel for the whole update on CUDA
+def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device,
+                   grad_scaler: bool = False) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups`, fused (one kernel for the whole update) on CUDA, and on any device when
+    a GradScaler drives it (``grad_scaler``, fp16): the scaler then hands the fused step its overflow flag as a
+    tensor, and the step skips an overflowed update on the device. With any other optimizer ``GradScaler.step``
+    reads that flag (``.item()``) to decide whether to call ``step()``: a wait for the device at every step."""
+    fused = device.type == "cuda" or grad_scaler
     return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                              fused=fused)
 

@@ -5,7 +5,7 @@
         for each micro-batch:                      gradient accumulation
             with autocast: loss = model(micro).loss * (its share of the batch's masked tokens)
             (scaler.scale(loss) if fp16 else loss).backward()
-        clip gradients; optimizer.step(); scheduler.step()
+        clip gradients; optimizer.step() (fp16: through the scaler); scheduler.step()
         every eval_every steps: masked-token loss, perplexity and accuracy on held-out blocks with fixed masks
         every checkpoint_every steps: weights (safetensors) + training state, written atomically
 
@@ -281,13 +281,14 @@ class Trainer:
         self.batches = StepBatches(train_blocks, cfg.batch_size, cfg.seed)
         self.step_data = StepBatchDataset(self.batches, collator, cfg.seed, cfg.max_steps)
         self._prefetched: dict[int, dict] | None = None  # steps the DataLoader's workers built ahead (train())
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        # fp16: a fused AdamW, which takes the scaler's overflow flag as a tensor (apply_gradients)
+        self.optimizer = make_optimizer(self.model, cfg, self.device, grad_scaler=self.precision.use_grad_scaler)
         self.scheduler = make_scheduler(self.optimizer, cfg)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.use_grad_scaler)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
         if cfg.checkpoint_dir and self.world.is_main:  # what an interrupted save of an earlier start left behind
             remove_stale_temporaries(cfg.checkpoint_dir)
         self.step = 0
-        self.skipped_steps = 0  # fp16 steps whose gradients overflowed (skipped by the scaler)
+        self.skipped_steps = 0  # fp16 steps whose gradients overflowed (skipped by the scaler), counted on the device
         self.history = History()
         self.eval_batches = []
         if eval_blocks is not None and len(eval_blocks):
@@ -309,10 +310,21 @@ class Trainer:
     def _precision(self) -> Precision:
         if self.cfg.precision == "auto":
             return pick_precision(self.device)
-        if self.cfg.precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"precision={self.cfg.precision!r} needs a CUDA device; on {self.device.type} use fp32")
+        if self.cfg.precision != "fp32" and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"precision={self.cfg.precision!r} runs on CUDA or on the CPU (fp16 there rehearses a "
+                             f"T4's path, slowly); on {self.device.type} use fp32 or precision='auto'")
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.cfg.precision]
         return Precision(self.cfg.precision, dtype, self.cfg.precision == "fp16", self.device.type)
+
+    @property
+    def skipped_steps(self) -> int:
+        """fp16 steps whose gradients overflowed, so that the scaler skipped their update. Counted on the device
+        (``apply_gradients``); reading the number waits for the device, so the loop never reads it."""
+        return int(self._skipped_on_device)
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._skipped_on_device = torch.tensor(int(value), dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------------------------------- one step
 
@@ -378,20 +390,21 @@ class Trainer:
 
     def _micro_step(self, part: dict, weight: float) -> torch.Tensor:
         """Forward and backward of one micro-batch, its loss weighted by ``weight``; returns the weighted loss,
-        detached, on the device (a non-finite loss is found when the losses are read: ``check_losses``)."""
-        with self.precision.autocast():
-            loss = self._forward(part).loss
-        self.scaler.scale(loss * weight).backward()
-        return loss.detach().float() * weight
+        detached, on the device (a non-finite loss is found when the losses are read: ``check_losses``).
 
-    def _forward(self, part: dict):
-        """The model's forward pass; the first compiled one falls back to eager if compilation fails (asked for
-        explicitly with ``compile=True``, the failure is raised)."""
+        The first compiled micro-step falls back to eager if compilation fails, in the forward pass or in the
+        backward pass (whose graph is compiled when it first runs); asked for explicitly with ``compile=True``, the
+        failure is raised, and so is running out of memory. Before the eager retry, the gradients that a half-done
+        backward pass may have left are dropped (the first micro-step of a step starts from none:
+        ``apply_gradients`` sets them to None) and the random state is put back, so that the retry draws the
+        dropout masks the failed attempt drew: the run then equals one that was eager from the start."""
         if self._compile_tried:
-            return self.forward(**part)
+            return self._forward_backward(part, weight)
         self._compile_tried = True
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         try:
-            return self.forward(**part)
+            return self._forward_backward(part, weight)
         except torch.OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever the compiler raises)
@@ -402,7 +415,18 @@ class Trainer:
             warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training goes on eager. "
                           "TrainingConfig(compile=False) (--no-compile) skips the attempt", stacklevel=2)
             self.forward, self.compiled = self.eager_forward, False
-            return self.forward(**part)
+            for p in self.model.parameters():
+                p.grad = None
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, self.device)
+            return self._forward_backward(part, weight)
+
+    def _forward_backward(self, part: dict, weight: float) -> torch.Tensor:
+        with self.precision.autocast():
+            loss = self.forward(**part).loss
+        self.scaler.scale(loss * weight).backward()
+        return loss.detach().float() * weight
 
     def check_losses(self, steps: list[int], losses: list[float]) -> None:
         """Stop at the first non-finite loss among the steps just read (fp16 goes on: its scaler skips such steps)."""
@@ -415,15 +439,24 @@ class Trainer:
                     f"{self.scheduler.get_last_lr()[0]:.2e}) or use another precision (now {self.precision.name})")
 
     def apply_gradients(self) -> None:
-        """Clip, step the optimizer (through the scaler in fp16) and the schedule."""
+        """Clip, step the optimizer (through the scaler in fp16) and the schedule, without waiting for the device.
+
+        In fp16, ``unscale_`` divides the gradients by the loss scale (before clipping, so that the clip sees the
+        true norm) and records on the device whether any is inf or NaN. The optimizer is a fused AdamW
+        (``make_optimizer``), to which ``scaler.step`` hands that flag as a tensor: the kernel skips the update on
+        the device, where a plain optimizer would make the scaler read the flag first. The scaler then halves its
+        scale after an overflow (``update``, on the device too), which is how a skipped step is counted: the scale
+        went down."""
         if self.cfg.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        if self.scaler.is_enabled():
+            # the scale as a device tensor (get_scale() would read it); created by the step's first scaler.scale
+            scale_before = self.scaler._get_scale_async().clone()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if scale_before is not None and self.scaler.get_scale() < scale_before:
-            self.skipped_steps += 1  # the scaler found inf/NaN gradients and skipped the update
+        if self.scaler.is_enabled():  # update() changes the scale in place; only an overflow makes it smaller
+            self._skipped_on_device += self.scaler._get_scale_async() < scale_before
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1

@@ -79,9 +79,42 @@ def test_a_frozen_encoder_stays_frozen(task):
     assert trainable < model.num_parameters() and not model.roberta.embeddings.word_embeddings.weight.requires_grad
     finetune(model, train[:64], validation[:16], FinetuneConfig(epochs=1, batch_size=32, lr=1e-3, progress=False,
                                                                device="cpu"), tokenizer.pad_token_id)
-    assert torch.equal(model.roberta.layers[0].ffn_in.weight, frozen_before)
+    assert torch.equal(model.roberta.layers[0].ffn_in.weight, frozen_before)  # exact: never updated
     assert not torch.equal(model.roberta.layers[1].ffn_in.weight, top_before)
     assert freeze(model, None) == model.num_parameters()
+
+
+def test_finetuning_on_the_fp16_path_scales_the_loss_on_its_own_device(task, monkeypatch):
+    """Catches: finetuning's GradScaler made for CUDA whatever the device, which on a CPU rehearsing a T4's path
+    (RFS_PRECISION=fp16) disables itself with a warning, so that fp16 runs without loss scaling; and a plain AdamW
+    under the scaler, whose step makes the scaler read its overflow flag (a wait for the device) at every step."""
+    import math
+
+    from roberta_from_scratch import finetuning
+
+    monkeypatch.setenv("RFS_PRECISION", "fp16")
+    scalers, optimizers = [], []
+
+    class Recorded(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            scalers.append(self)
+
+    make_optimizer = finetuning.make_optimizer
+    monkeypatch.setattr(torch.amp, "GradScaler", Recorded)
+    monkeypatch.setattr(finetuning, "make_optimizer", lambda *args, **kwargs: optimizers.append(
+        make_optimizer(*args, **kwargs)) or optimizers[-1])
+    tokenizer, names, train, validation = task
+    model = small_classifier(tokenizer, len(names))
+    before = model.classifier.out_proj.weight.detach().clone()
+    history = finetune(model, train[:64], validation[:16], FinetuneConfig(epochs=1, batch_size=32, lr=1e-3,
+                                                                          progress=False, device="cpu"),
+                       tokenizer.pad_token_id)
+    assert [s.is_enabled() for s in scalers] == [True], "the fp16 path ran without loss scaling"
+    assert scalers[0].get_scale() == 2.0**16  # the default scale, never halved: no step was skipped
+    assert [o.defaults["fused"] for o in optimizers] == [True]
+    assert len(history.train) == 2 and all(math.isfinite(r["loss"]) for r in history.train)
+    assert not torch.equal(model.classifier.out_proj.weight, before)  # updated
 
 
 def test_finetuned_model_saves_and_loads_with_equal_logits_in_both_libraries(task, tmp_path):
@@ -249,7 +282,7 @@ def test_the_finetune_command_tags_entities(task, pretrained_dir, python_docs, p
     assert all(0 <= history["eval"][0][k] <= 1 for k in ("f1", "precision", "recall"))
     assert 0 <= history["test"]["f1"] <= 1
     before = RobertaForMaskedLM.from_pretrained(pretrained_dir).roberta
-    assert torch.equal(model.roberta.layers[0].ffn_in.weight, before.layers[0].ffn_in.weight)  # frozen
+    assert torch.equal(model.roberta.layers[0].ffn_in.weight, before.layers[0].ffn_in.weight)  # frozen: exact
     assert not torch.equal(model.roberta.layers[1].ffn_in.weight, before.layers[1].ffn_in.weight)  # trained
 
 

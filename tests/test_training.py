@@ -137,6 +137,8 @@ def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
     resumed.load_checkpoint(tmp_path / "a")
     assert resumed.step == 3
     resumed.train()
+    # Exact: the resumed run repeats the straight run's operations (same shapes, order, batches, masks and random
+    # state) in the same process, so every bit must match.
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert [e["step"] for e in resumed.history.eval] == [e["step"] for e in straight.history.eval]
@@ -185,6 +187,8 @@ def test_batches_built_by_dataloader_workers_train_and_resume_exactly_as_the_mai
     resumed = trainer_for(setup, tmp_path / "b", seed=123, num_workers=2)
     resumed.load_checkpoint(tmp_path / "a")
     resumed.train()
+    # Exact: a worker builds the same CPU batch the main process would (a pure function of (seed, step)); the
+    # training arithmetic is the same operations on the same tensors.
     for run in (workers, resumed):
         for (name, a), b in zip(straight.model.state_dict().items(), run.model.state_dict().values()):
             assert torch.equal(a, b), name
@@ -259,7 +263,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(setup, tmp_pat
     assert "model.safetensors" in messages[1] and "config.json" in messages[2] and "not valid JSON" in messages[2]
     resumed.train()  # (its saves replace the damaged checkpoints)
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+        assert torch.equal(a, b), name  # exact: the same operations, batches and random state as the straight run
 
     (tmp_path / "step-0000004" / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="config.json: holds a JSON list, not an object"):
@@ -318,6 +322,8 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     ours = load_file(out / "final" / "model.safetensors")
     theirs = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     assert ours.keys() == theirs.keys()
+    # Exact: both runs execute the same command on the same machine with the same environment (thread count
+    # included), and the resume restores every state the arithmetic depends on.
     for name in ours:
         assert torch.equal(ours[name], theirs[name]), name
 
@@ -509,9 +515,11 @@ def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
 READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
 
 
-def value_reads(monkeypatch) -> list[tuple[str, str]]:
-    """Every read of a tensor's value by the package's own code (on a GPU each waits for the device), as
-    (the function that read, the functions of the stack above it in the package), recorded while the test runs."""
+def value_reads(monkeypatch, host_tensors=lambda tensor: False) -> list[tuple[str, str]]:
+    """Every read of a tensor's value (on a GPU each waits for the device) made by the package's code or by
+    PyTorch on its behalf (``GradScaler.get_scale()``, the scaler's check before a plain optimizer's step), as
+    (the innermost package function on the stack, the package functions of the stack), recorded while the test
+    runs. ``host_tensors(t)``: True for tensors that stay on the host on CUDA too, whose reads never wait."""
     import inspect
 
     package = str(ROOT / "roberta_from_scratch")
@@ -520,12 +528,12 @@ def value_reads(monkeypatch) -> list[tuple[str, str]]:
     def recording(name, original):
         def read(self, *args, **kwargs):
             frame = inspect.currentframe().f_back
-            if frame.f_code.co_filename.startswith(package):
-                stack = []
-                while frame is not None:
-                    if frame.f_code.co_filename.startswith(package):
-                        stack.append(frame.f_code.co_name)
-                    frame = frame.f_back
+            stack = []
+            while frame is not None:
+                if frame.f_code.co_filename.startswith(package):
+                    stack.append(frame.f_code.co_name)
+                frame = frame.f_back
+            if stack and not host_tensors(self):
                 found.append((stack[0], " < ".join(stack)))
             return original(self, *args, **kwargs)
         return read
@@ -535,17 +543,30 @@ def value_reads(monkeypatch) -> list[tuple[str, str]]:
     return found
 
 
-def test_the_steady_state_step_never_waits_for_the_device(setup, monkeypatch):
+def optimizer_step_counters(trainer):
+    """True for the step counters of a non-fused AdamW: PyTorch keeps them on the host even on CUDA (a fused one
+    keeps them on the device and never reads them), so the CPU-only fp32 path's reads of them never wait."""
+    return lambda tensor: any(tensor is state.get("step") for state in trainer.optimizer.state.values()) and \
+        not trainer.optimizer.defaults["fused"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_steady_state_step_never_waits_for_the_device(setup, monkeypatch, precision):
     """Catches: a value read from a device tensor inside the training step (an input check, a NaN check, a loss
     turned into a float, the mask tested for padding), each of which makes the host wait for the GPU. In a step
     the package may read only the CPU batch, in ``host_batch`` before the copy; the losses are read once every
-    ``log_every`` steps, all at once (evaluations, every ``eval_every`` steps, read their own results)."""
+    ``log_every`` steps, all at once (evaluations, every ``eval_every`` steps, read their own results). fp16 (a
+    T4's path, through RFS_PRECISION as in the rehearsal) adds the GradScaler: reading its scale to count skipped
+    steps, or letting it read its overflow flag before a plain optimizer's step, each waits."""
+    monkeypatch.setenv("RFS_PRECISION", precision)
     trainer = trainer_for(setup, max_steps=6, log_every=3, max_grad_norm=1.0)
-    reads = value_reads(monkeypatch)
+    assert trainer.precision.name == precision and trainer.scaler.is_enabled() == (precision == "fp16")
+    reads = value_reads(monkeypatch, optimizer_step_counters(trainer))
     history = trainer.train()
     outside = [stack for _, stack in reads if "host_batch" not in stack and "evaluate" not in stack]
     assert [stack.split(" < ")[0] for stack in outside] == ["read_losses", "read_losses"], outside
     assert all(isinstance(r["loss"], float) for r in history.train) and len(history.train) == 6
+    assert trainer.skipped_steps == 0  # read here, after the run: the count stayed on the device
 
 
 def test_a_diverged_run_stops_at_the_first_non_finite_step_when_the_losses_are_read(setup):
@@ -578,8 +599,91 @@ def test_compilation_is_on_for_cuda_only_and_falls_back_to_eager(setup):
                 auto.train_step()
             continue
         with pytest.warns(UserWarning, match="torch.compile failed .*training goes on eager"):
-            assert auto.train_step() == expected
+            assert auto.train_step() == expected  # exact: the eager path on the same weights, batch and masks
         assert auto.compiled is False and auto.forward is auto.eager_forward
+
+
+class FailsInBackward(torch.autograd.Function):
+    """The identity in the forward pass; raises in the backward pass, as a compiled backward graph can (the
+    compiler builds it when the backward pass first runs, after a forward pass that worked)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("the compiled backward met an unsupported operation")
+
+
+def test_a_compile_failure_in_the_backward_pass_falls_back_to_eager(setup):
+    """Catches: a compiler failure in the backward pass stopping a run that eager would have trained (only the
+    forward pass was guarded), and an eager retry that adds its gradients to those the half-done backward pass
+    left, or that draws other dropout masks than the failed attempt drew. The stand-in for the compiled model
+    runs the eager model with layer 0's output passed through ``FailsInBackward``: the backward pass has filled
+    the gradients of the head and of layer 1 when it raises. The step must warn once and give the loss and the
+    gradients of a trainer that was eager from the start; asked for explicitly (compile=True), it must raise."""
+    import warnings
+
+    eager = trainer_for(setup, micro_batch_size=4)  # two micro-batches: only the first one tries the compiled path
+    expected = eager.compute_gradients()
+    expected_grads = {n: p.grad.clone() for n, p in eager.model.named_parameters() if p.grad is not None}
+    for explicit in (None, True):
+        trainer = trainer_for(setup, micro_batch_size=4, compile=explicit)
+        assert trainer.model.config.hidden_dropout_prob > 0  # the retry must replay the failed attempt's masks
+        layer = trainer.model.roberta.layers[0]
+
+        def compiled(**kwargs):
+            handle = layer.register_forward_hook(lambda module, args, out: (FailsInBackward.apply(out[0]), out[1]))
+            try:
+                return trainer.eager_forward(**kwargs)
+            finally:
+                handle.remove()
+
+        trainer.compiled, trainer.forward, trainer._compile_tried = True, compiled, False  # as on CUDA
+        if explicit:
+            with pytest.raises(RuntimeError, match="compiled backward met an unsupported operation"):
+                trainer.compute_gradients()
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss = trainer.compute_gradients()
+        messages = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+        assert len(messages) == 1 and "training goes on eager" in messages[0], messages
+        assert trainer.compiled is False and trainer.forward is trainer.eager_forward
+        # Exact: the retry runs the eager trainer's operations on the same weights, batch and dropout masks.
+        assert loss == expected
+        grads = {n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}
+        assert grads.keys() == expected_grads.keys() and len(grads) > 10
+        for name, grad in grads.items():
+            assert torch.equal(grad, expected_grads[name]), name
+
+
+def test_an_fp16_step_whose_gradients_overflow_is_skipped_and_counted(setup, tmp_path):
+    """Catches: an fp16 step (a T4's path, here on the CPU) that applies an update from inf or NaN gradients, a
+    skipped step left uncounted, or a count lost by a checkpoint. A loss scale of 2^100 makes the fp16 backward
+    pass overflow: the fused AdamW must leave every weight and its step count as they were, the scale must halve,
+    and skipped_steps (counted on the device) must say 1, also after a resume."""
+    trainer = trainer_for(setup, precision="fp16", max_steps=3)
+    assert trainer.precision.name == "fp16" and trainer.optimizer.defaults["fused"]
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    loss = trainer.train_step()
+    assert 0 < loss < 10  # the loss itself is finite: its scaled gradients are not
+    assert trainer.step == 1 and trainer.skipped_steps == 1
+    assert trainer.scaler.get_scale() == 2.0**99
+    for name, weight in trainer.model.named_parameters():
+        assert torch.equal(weight, before[name]), name  # exact: no update touched them
+    assert all(int(state["step"]) == 0 for state in trainer.optimizer.state.values())  # Adam's count stayed
+    trainer.save_checkpoint(tmp_path)
+    resumed = trainer_for(setup, precision="fp16", max_steps=3)
+    resumed.load_checkpoint(tmp_path)
+    assert resumed.skipped_steps == 1 and resumed.scaler.get_scale() == 2.0**99
+
+    normal = trainer_for(setup, precision="fp16", max_steps=3)  # the default scale, 2^16: no overflow here
+    normal.train_step()
+    assert normal.skipped_steps == 0 and normal.scaler.get_scale() == 2.0**16
+    assert not torch.equal(normal.model.lm_head.bias, before["lm_head.bias"])  # updated
 
 
 def test_full_packed_blocks_reach_attention_without_a_mask(setup, monkeypatch):
@@ -650,13 +754,16 @@ def test_the_step_counts_the_flops_of_the_layers_and_of_the_sparse_head(setup):
     assert counted[64] - counted[1] == targets * 6 * config.hidden_size * (448 - 400)
 
 
-def test_the_device_part_of_a_step_has_no_operation_that_waits_for_the_device(setup):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_device_part_of_a_step_has_no_operation_that_waits_for_the_device(setup, monkeypatch, precision):
     """Catches what the value-read test cannot see, because it happens inside PyTorch's kernels: an operation of the
-    forward or backward pass whose result the host must wait for. Either a value handed to Python
-    (aten._local_scalar_dense, what .item(), bool() and float() run) or an output whose size depends on the data
+    forward or backward pass, or of the update, whose result the host must wait for. Either a value handed to
+    Python (aten._local_scalar_dense, what .item(), bool() and float() run: GradScaler.get_scale(), the scaler's
+    check of its overflow flag before a plain optimizer's step) or an output whose size depends on the data
     (nonzero, masked_select, indexing with a boolean mask, as the sparse head once selected its rows), whose size
     the device must report before the host can go on. Every aten operation of the step after host_batch is
-    recorded; the same detector sees the boolean selection when the head is called without label_positions."""
+    recorded, in fp32 and on fp16's path with its GradScaler (RFS_PRECISION, as in the rehearsal); the same
+    detector sees the boolean selection when the head is called without label_positions."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     aten = torch.ops.aten
@@ -664,28 +771,30 @@ def test_the_device_part_of_a_step_has_no_operation_that_waits_for_the_device(se
                aten.unique_consecutive.default, aten._unique2.default}
 
     class Recorder(TorchDispatchMode):
-        def __init__(self):
+        def __init__(self, host_tensors=lambda tensor: False):
             super().__init__()
-            self.found = []
+            self.found, self.host_tensors = [], host_tensors
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             boolean_index = func in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default) and any(
                 isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
-            if func in waiting or boolean_index:
+            if (func in waiting and not self.host_tensors(args[0])) or boolean_index:
                 self.found.append(str(func))
             return func(*args, **(kwargs or {}))
 
+    monkeypatch.setenv("RFS_PRECISION", precision)
     tokenizer, blocks, _ = setup
     for rows in (full_blocks(blocks), [b[:20] for b in full_blocks(blocks)[:4]] + full_blocks(blocks)[:4]):
         trainer = Trainer(tiny_model(tokenizer), rows, DataCollatorForMLM(tokenizer),
                           TrainingConfig(max_steps=3, batch_size=8, micro_batch_size=4, lr=1e-3, progress=False,
                                          device="cpu"))
+        assert trainer.precision.name == precision and trainer.scaler.is_enabled() == (precision == "fp16")
         trainer.train_step()
         parts = trainer.host_batch()  # the CPU side: its reads and nonzero run on the CPU batch, before the copy
         assert all("label_positions" in part for part, _ in parts)
         trainer.host_batch = lambda parts=parts: parts
-        with Recorder() as recorder:
-            trainer.gradients_on_device()
+        with Recorder(optimizer_step_counters(trainer)) as recorder:
+            trainer.step_on_device()  # forward, backward, unscale, clip, the (fused in fp16) update, the scaler
         assert recorder.found == [], recorder.found
     part = {k: v for k, v in parts[0][0].items() if k != "label_positions"}
     with Recorder() as recorder:
