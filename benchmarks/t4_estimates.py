@@ -56,6 +56,7 @@ COMPILE_MIN = (0.5, 1.5)
 CUDA_CONTEXT_GIB = 0.4  # the CUDA context and cuBLAS/cuDNN workspaces, before any tensor
 STATE_BYTES_PER_PARAM = 16  # fp32 weights 4 + gradients 4 + Adam's two moments 8 (notebook 08, section 3)
 FROZEN_BYTES_PER_PARAM = 4  # a frozen or inference-only parameter: its fp32 weight
+GRADIENT_BYTES_PER_PARAM = 8  # a backward pass without an optimizer: fp32 weights and gradients
 PREDICTED = 0.15  # the share of positions the MLM head predicts (the 15% masking of notebooks 04 and 05)
 
 
@@ -75,6 +76,8 @@ CONFIGS = {
     "base-16k": RobertaConfig.from_preset("base", vocab_size=RECIPE.vocab_size,  # notebook 05, section 9's next size
                                           max_position_embeddings=RECIPE.seq_len + 2),
     "roberta-base": RobertaConfig.from_preset("base", vocab_size=50265, max_position_embeddings=514),
+    # notebook 11, cell 9: the ladder's baseline (notebook 05's model) 12 layers deep, dropout off (layer_config)
+    "deep-12": replace(SMALL, num_hidden_layers=12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
 }
 HEADS = {"mlm": "RobertaForMaskedLM", "topics": "RobertaForSequenceClassification",
          "tags": "RobertaForTokenClassification", "span": "RobertaForQuestionAnswering", "encoder": "RobertaModel"}
@@ -126,6 +129,7 @@ class Workload:
     graphs: int = 0  # new graphs torch.compile builds for this row (the Trainer compiles on CUDA; a model of the
     # same architecture and batch shape reuses a graph; finetune() and hand-written loops run eager)
     memory_given: float | None = None
+    optimizer: bool = True  # False: gradients without an optimizer (8 bytes per parameter, not 16)
 
 
 def flops(w: Workload) -> float:
@@ -169,7 +173,8 @@ def memory_bytes(w: Workload) -> float:
         if w.attention == "explicit":  # output_attentions: every layer's (batch, heads, T, T) weights, fp32
             saved += layers * w.batch * config.num_attention_heads * w.seq_len**2 * 4
     else:
-        state = STATE_BYTES_PER_PARAM * trainable + FROZEN_BYTES_PER_PARAM * (total - trainable)
+        per_param = STATE_BYTES_PER_PARAM if w.optimizer else GRADIENT_BYTES_PER_PARAM
+        state = per_param * trainable + FROZEN_BYTES_PER_PARAM * (total - trainable)
         saved = one_layer * (layers if trainable_layers is None else trainable_layers)
     logits = w.batch * w.seq_len * w.targets * config.vocab_size * 4 if w.head == "mlm" else 0.0
     return state + saved + logits + w.resident_bytes
@@ -367,26 +372,34 @@ def _notebook_10() -> list[Workload]:
 
 
 def _notebook_11() -> list[Workload]:
-    live = ABLATION["gpu"]["live"]
-    arms = len(ablation_arms(live))  # RoBERTa, 5 changes, 3 masking rates
+    live = ABLATION["gpu"]["live"]  # experiments.live_settings at the gpu scale without a rehearsal: the table's
+    arms = len(ablation_arms(live))  # RoBERTa, each change, each masking rate
     runs = (arms + 1) * len(live.seeds)  # and the best combination
     timing = (arms + 2) * (1 + live.timing_rounds * live.timing_steps)  # the arms, then the combination and RoBERTa
     evals = evaluations(live.baseline_steps, max(1, live.baseline_steps // live.evaluations))
     b, s = live.batch_size, RECIPE.seq_len
+    deep = state("deep-12", per_param=8)  # cell 9's last 12-layer model and its gradients stay on the GPU
+    small_grads = state(per_param=8)  # cell 22's model: weights and gradients, no optimizer
     return [
-        Workload("11", 22, "sparse against dense head timed on the CPU: 1 + 15 passes of 64 x 128, sparse",
-                 batch=64, seq_len=s, batches=16, targets=PREDICTED, precision="fp32", device="cpu"),
-        Workload("11", 22, "the same, dense head (every position)", batch=64, seq_len=s, batches=16, targets=1.0,
-                 precision="fp32", device="cpu"),
+        Workload("11", 9, "gradient norms at initialisation: a 12-layer post-LN and pre-LN model, one forward and "
+                 "backward pass of 32 x 128 each (fp32)", model="deep-12", batch=32, seq_len=s, batches=2,
+                 targets=PREDICTED, precision="fp32", optimizer=False, resident_bytes=deep),
+        Workload("11", 22, "sparse head timed: a check and 3 x 5 forward and backward passes of 64 x 128 (fp32)",
+                 batch=64, seq_len=s, batches=15 + 1 / 3, targets=PREDICTED, precision="fp32", optimizer=False,
+                 resident_bytes=deep),
+        Workload("11", 22, "the same with the dense head (logits at every position)", batch=64, seq_len=s,
+                 batches=15 + 1 / 3, targets=1.0, precision="fp32", optimizer=False, resident_bytes=deep),
         Workload("11", 26, f"throughputs side by side: {arms} arms at once, then 2 (1 + {live.timing_rounds} x "
                  f"{live.timing_steps} steps each)", batch=b, seq_len=s, batches=timing, targets=PREDICTED,
-                 resident_bytes=(arms - 1) * state(),  # measure_throughput keeps every arm's Trainer
+                 resident_bytes=deep + small_grads + (arms - 1) * state(),  # every arm's Trainer at once
                  graphs=1 + len(live.changes) + 1),  # RoBERTa's (the masking arms share it), each change's, the best
         # combination's
         Workload("11", 26, f"the ladder: {runs} runs, each the wall-clock of {live.baseline_steps} baseline steps of "
-                 f"{b} x {s}", batch=b, seq_len=s, batches=runs * live.baseline_steps, targets=PREDICTED),
+                 f"{b} x {s}", batch=b, seq_len=s, batches=runs * live.baseline_steps, targets=PREDICTED,
+                 resident_bytes=deep + small_grads),
         Workload("11", 26, "their evaluations", kind="forward", batch=b, seq_len=s,
-                 batches=runs * evals * math.ceil(EVAL_BLOCKS / b), targets=PREDICTED),
+                 batches=runs * evals * math.ceil(EVAL_BLOCKS / b), targets=PREDICTED,
+                 resident_bytes=deep + small_grads + state()),
     ]
 
 
@@ -424,13 +437,14 @@ NOTEBOOKS = {  # number -> (title, minutes of CPU work at the gpu scale that no 
     "11": ("Beyond RoBERTa", 0.0),
 }
 # A notebook opened alone (06, 07 at the gpu scale, 09, 10) without notebook 05's model first pretrains one with the
-# gpu recipe at a quarter of its steps (artifacts.course_pretrained_model), compiled once.
-ALONE_STEPS = max(RECIPE.steps // 4, 1)
+# gpu scale's whole recipe (artifacts.course_pretrained_model, issue 37: never a weaker model than notebook 05's),
+# compiled once.
+ALONE_STEPS = RECIPE.steps
 NEEDS_PRETRAINED = ("06", "07", "09", "10")
 
 
 def alone_rows() -> list[Workload]:
-    return [Workload("alone", 0, f"quick pretraining, {ALONE_STEPS} steps", batch=RECIPE.batch_size,
+    return [Workload("alone", 0, f"pretraining, {ALONE_STEPS} steps", batch=RECIPE.batch_size,
                      seq_len=RECIPE.seq_len, batches=ALONE_STEPS, targets=PREDICTED, graphs=1),
             Workload("alone", 0, "its evaluations", kind="forward", batch=RECIPE.batch_size, seq_len=RECIPE.seq_len,
                      batches=evaluations(ALONE_STEPS, RECIPE.eval_every) * math.ceil(EVAL_BLOCKS /
@@ -563,7 +577,7 @@ def markdown(rows_too: bool = False) -> str:
              "| peak GPU memory (GiB) |", "|---|---|---|---|---|"]
     fast_alone, slow_alone = alone_minutes()
     for e in estimates():
-        alone = f" Opened alone: + {_minutes(fast_alone)}-{_minutes(slow_alone)} min of quick pretraining." \
+        alone = f" Opened alone: + {_minutes(fast_alone)}-{_minutes(slow_alone)} min to pretrain notebook 05's model." \
             if e.notebook in NEEDS_PRETRAINED else ""
         peak = "none (no GPU tensor)" if e.peak_gib is None else f"{e.peak_gib:.1f}"
         lines.append(f"| {e.notebook} {e.title} | {e.summary}.{alone} | {e.gpu_tflop:,.1f} / {e.cpu_tflop:,.1f} "

@@ -71,6 +71,8 @@ def test_the_memory_rule_is_16_bytes_per_parameter_plus_activations_and_logits(t
     assert t4.memory_bytes(empty) == 16 * n
     resident = t4.Workload("xx", 0, "state only", model=tiny, batch=0, seq_len=0, batches=1, resident_bytes=1_000)
     assert t4.memory_bytes(resident) == 16 * n + 1_000
+    gradients_only = t4.Workload("xx", 0, "no optimizer", model=tiny, batch=0, seq_len=0, batches=1, optimizer=False)
+    assert t4.memory_bytes(gradients_only) == 8 * n  # fp32 weights and gradients, no Adam moments
     # a probe: the encoder frozen (4 B per parameter), the classification head trained (16 B)
     classifier = RobertaForSequenceClassification(RobertaConfig(**{**TINY.__dict__, "num_labels": 7}))
     total = classifier.num_parameters()
