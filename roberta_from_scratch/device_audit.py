@@ -38,7 +38,9 @@ Design
     - **generators**: a ``torch.Generator`` used to sample a marked tensor raises CUDA's ``RuntimeError``. torch
       keeps no index on a CPU generator, so even ``torch.Generator(device=device)`` counts as a host one here: the
       portable pattern, which also gives the same numbers on every device, samples on the host and moves the
-      result.
+      result;
+    - **patched methods**: a ``torch.Tensor`` method replaced by code outside torch (notebook 08's read counter)
+      runs once per call, as without a mode (torch hands a mode the replacement; the mode calls the C method).
 * Cost: while nothing is marked a call costs one dictionary look-up and the mode's Python frame; afterwards each
   call walks its arguments once (notebook timings in ``tests/test_device_audit.py``'s module docstring).
 
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 import weakref
 
 import torch
@@ -63,6 +66,7 @@ from .settings import AUDIT_DEVICE
 __all__ = ["AUDIT_DEVICE", "AuditMode", "activate", "active", "audited", "is_marked", "mark"]
 
 _HOST = torch.device("cpu")
+_FunctionType = types.FunctionType
 _WHY = (f"\n(device audit, RFS_DEVICE=audit: the course device {AUDIT_DEVICE} stands in for cuda:0, and CUDA raises "
         "this error here.")
 _MIX_FIX = " Move the host tensors with .to(device), or bring the device ones back with .cpu().)"
@@ -351,11 +355,32 @@ _HANDLERS = {
 }
 
 
+_unpatched: dict = {}  # a Python function set on torch.Tensor by code outside torch -> TensorBase's method
+
+
+def _torch_method(func):
+    """The C method a patched ``torch.Tensor`` attribute wraps. For a C method, torch hands the mode whatever
+    ``torch.Tensor.<name>`` is now; when code outside torch has replaced it with a wrapper (notebook 08 counts
+    ``item`` calls that way), the wrapper has already run once, and calling it again would run it twice. The mode
+    calls the method the wrapper called instead, as torch does without a mode."""
+    if func not in _unpatched:
+        names = [name for name, value in vars(torch.Tensor).items() if value is func]
+        base = getattr(torch._C.TensorBase, names[0], None) if names else None
+        _unpatched[func] = base if callable(base) else func
+    return _unpatched[func]
+
+
 class AuditMode(TorchFunctionMode):
     """The mode that carries the marks and raises where CUDA would (module docstring)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        handler = _HANDLERS.get(func, _generic)
+        handler = _HANDLERS.get(func)
+        if handler is None:
+            if type(func) is _FunctionType and not (func.__module__ or "").startswith("torch"):
+                func = _torch_method(func)
+                handler = _HANDLERS.get(func, _generic)
+            else:
+                handler = _generic
         return handler(func, args, kwargs or {})
 
 

@@ -234,6 +234,23 @@ def test_notebook_07_pattern_a_model_moved_in_place_and_plotted_without_cpu_rais
     plt.close(fig)
 
 
+def test_a_tensor_method_patched_outside_torch_runs_once_per_call(monkeypatch):
+    """Notebook 08 counts value reads by replacing ``torch.Tensor.item``; torch hands a mode the replacement, and
+    calling it again would count every read twice under the audit."""
+    calls = []
+    original = torch.Tensor.item
+
+    def counted(tensor, *args, **kwargs):
+        calls.append(tensor)
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted)
+    with audited() as device:
+        x = torch.ones(()).to(device)
+        assert x.item() == 1.0 and torch.ones(()).item() == 1.0
+    assert len(calls) == 2
+
+
 def test_leaving_the_audit_restores_torch():
     new = torch.nn.Parameter.__dict__["__new__"]
     assert not device_audit.active()
