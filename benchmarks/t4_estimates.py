@@ -523,12 +523,17 @@ def assumptions() -> list[str]:
         if w.device == "cpu" and str(w.cell) not in cells.setdefault(w.notebook, []):
             cells[w.notebook].append(str(w.cell))
     cpu_cells = "; ".join(f"notebook {n} cell{'s' if len(c) > 1 else ''} {', '.join(c)}" for n, c in cells.items())
+    fp32: dict[str, list[str]] = {}
+    for w in workloads():
+        if w.device == "gpu" and w.precision == "fp32" and w.flops_given is None \
+                and str(w.cell) not in fp32.setdefault(w.notebook, []):
+            fp32[w.notebook].append(str(w.cell))
+    fp32_cells = "; ".join(f"notebook {n} cell{'s' if len(c) > 1 else ''} {', '.join(c)}" for n, c in fp32.items())
     return [
         f"Peak: {PEAK['fp16'] / 1e12:.0f} TFLOP/s fp16 with tensor cores, {PEAK['fp32'] / 1e12:.1f} TFLOP/s fp32 "
         "(NVIDIA's T4 datasheet; `PEAK_TFLOPS['T4']` in `roberta_from_scratch/training.py`). Rows under autocast "
         "(the Trainer, `finetune()`, the pretraining evaluations) count at the fp16 peak; rows without autocast "
-        "(`predict()`, the tagging and QA evaluations, notebook 07's maps, notebook 10's encoding and contrastive "
-        "loops, notebook 08's timed loops) at the fp32 peak.",
+        f"count at the fp32 peak: {fp32_cells}.",
         f"MFU (assumed, not measured): {MFU['fp16'][0]:.0%} to {MFU['fp16'][1]:.0%} of the fp16 peak, "
         f"{MFU['fp32'][0]:.0%} to {MFU['fp32'][1]:.0%} of the fp32 peak. The first minutes figure uses the high "
         "MFU, the second the low one.",
