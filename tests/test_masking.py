@@ -43,7 +43,7 @@ def test_masking_statistics_over_200k_tokens(tokenizer, blocks):
     selected = label != -100
     assert not (selected & special).any()  # specials and padding never selected
     assert abs(selected.sum().item() / eligible - 0.15) < 0.005
-    assert torch.equal(label[selected], original[selected])  # labels are exactly the original ids
+    assert torch.equal(label[selected], original[selected])  # labels are exactly the original ids (integers)
     n = selected.sum().item()
     masked = (corrupt == MASK) & selected
     kept = (corrupt == original) & selected
@@ -52,14 +52,15 @@ def test_masking_statistics_over_200k_tokens(tokenizer, blocks):
     assert abs(randomised.sum().item() / n - 0.1) < 0.01
     assert abs(kept.sum().item() / n - 0.1) < 0.01 + 1 / 2000  # a random pick can equal the original (1 in V)
     assert not torch.isin(corrupt[randomised], torch.tensor(sorted(tokenizer.special_ids))).any()
-    assert torch.equal(corrupt[~selected], original[~selected])  # nothing else changes
+    assert torch.equal(corrupt[~selected], original[~selected])  # nothing else changes (exact: integer ids)
 
 
 def test_dynamic_masks_change_static_masks_repeat_seeds_reproduce(tokenizer, blocks):
     collator = DataCollatorForMLM(tokenizer, seed=1)
     first, second = collator(blocks[:8]), collator(blocks[:8])
+    # Every comparison here is exact: integer ids and labels, drawn from seeded generators by the same calls.
     assert not torch.equal(first["labels"], second["labels"])
-    again = DataCollatorForMLM(tokenizer, seed=1)(blocks[:8])
+    again = DataCollatorForMLM(tokenizer, seed=1)(blocks[:8])  # exact: the same seed, the same integer draws
     assert torch.equal(again["input_ids"], first["input_ids"]) and torch.equal(again["labels"], first["labels"])
     static = StaticMaskingDataset(blocks[:4], collator, duplicates=10, seed=0)
     assert len(static) == 40
@@ -69,14 +70,16 @@ def test_dynamic_masks_change_static_masks_repeat_seeds_reproduce(tokenizer, blo
     def epoch(e):
         return collator([static[b * 10 + e % 10] for b in range(4)])
 
+    # exact, all of them: integer ids and labels
     assert torch.equal(epoch(0)["labels"], epoch(10)["labels"]) and torch.equal(epoch(0)["input_ids"],
                                                                                 epoch(10)["input_ids"])
-    assert not torch.equal(epoch(0)["labels"], epoch(1)["labels"])
-    assert not torch.equal(collator(blocks[:4])["labels"], collator(blocks[:4])["labels"])
+    assert not torch.equal(epoch(0)["labels"], epoch(1)["labels"])  # exact: integer labels
+    assert not torch.equal(collator(blocks[:4])["labels"], collator(blocks[:4])["labels"])  # exact: integers
+    # exact: precomputed from the seed, rebuilt, it is the same integers
     assert torch.equal(StaticMaskingDataset(blocks[:4], collator, duplicates=10, seed=0)[3]["labels"],
-                       static[3]["labels"])  # precomputed from the seed: rebuilt, it is the same
-    assert not torch.equal(static[0]["labels"], static[1]["labels"])  # 10 different masks per example
-    batch = collator([static[0], static[10]])  # padded, not masked again
+                       static[3]["labels"])
+    assert not torch.equal(static[0]["labels"], static[1]["labels"])  # 10 different masks per example (exact: ints)
+    batch = collator([static[0], static[10]])  # padded, not masked again (exact: integer labels)
     assert torch.equal(batch["labels"][0, : len(static[0]["labels"])], static[0]["labels"])
 
 
@@ -118,7 +121,7 @@ def test_the_collator_works_with_a_transformers_tokenizer(tokenizer, tmp_path):
     hf = transformers.RobertaTokenizer.from_pretrained(str(tokenizer.save(tmp_path)))
     ours = DataCollatorForMLM(tokenizer, seed=3)([[0, 10, 11, 12, 2]] * 4)
     theirs = DataCollatorForMLM(hf, seed=3)([[0, 10, 11, 12, 2]] * 4)
-    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])  # exact: integer ids from the same seed
 
 
 # ------------------------------------------------------------------------------------------ packing

@@ -112,11 +112,11 @@ def test_batches_pad_truncate_and_mask_like_transformers(trained, python_docs):
     for max_length in (8, 33, None):
         got = ours(texts, max_length=max_length)
         want = hf(texts, padding=True, truncation=True, max_length=max_length or 512, return_tensors="pt")
-        assert torch.equal(got["input_ids"], want["input_ids"])
-        assert torch.equal(got["attention_mask"], want["attention_mask"])
+        assert torch.equal(got["input_ids"], want["input_ids"])  # exact: integer ids
+        assert torch.equal(got["attention_mask"], want["attention_mask"])  # exact: integers
     got = ours(texts[:6], texts[6:], max_length=40)
     want = hf(texts[:6], texts[6:], padding=True, truncation=True, max_length=40, return_tensors="pt")
-    assert torch.equal(got["input_ids"], want["input_ids"])
+    assert torch.equal(got["input_ids"], want["input_ids"])  # exact: integer ids
     got = ours(texts[:3], padding="max_length", max_length=64, pad_to_multiple_of=None)
     assert got["input_ids"].shape == (3, 64)
     assert (got["input_ids"][got["attention_mask"] == 0] == ours.pad_token_id).all()
