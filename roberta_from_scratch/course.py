@@ -36,48 +36,46 @@ class Chapter:
     title: str
     build: str  # what you build
     see: str  # what you see
-    minutes: tuple[str, str, str] | None  # measured run time at smoke / cpu / gpu; None while not yet written
-
-
-CPU_ONLY = "<1 (CPU work only)"  # a notebook that does no GPU work takes its cpu time at the gpu scale too
-NOT_MEASURED = "not yet measured"
+    # run time at smoke / cpu / gpu: smoke and cpu measured on 2 CPU cores; gpu an estimate for a Colab T4 ("est.",
+    # from benchmarks/t4_estimates.py --column: FLOPs at an assumed MFU, peak memory) until a T4 run measures it
+    minutes: tuple[str, str, str] | None
 
 COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("00_course_tour.ipynb", "Course tour", "nothing yet: check the environment, meet the data",
-            "the corpus's statistics and document lengths, the labelled set's class balance", ("0.1", "0.1", CPU_ONLY)),
+            "the corpus's statistics and document lengths, the labelled set's class balance", ("0.1", "0.1", "est. <1 (T4; CPU work only)")),
     Chapter("01_tokenizer.ipynb", "Byte-level BPE", "RoBERTa's tokenizer, trained on the corpus",
-            "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.3", CPU_ONLY)),
+            "merges as they are learned, the compression curve, ids equal to the reference", ("0.2", "0.3", "est. <1 (T4; CPU work only)")),
     Chapter("02_attention.ipynb", "Attention", "scaled dot-product and multi-head self-attention",
-            "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.3", NOT_MEASURED)),
+            "attention maps, softmax saturation, the quadratic cost", ("0.2", "0.3", "est. <1 (T4), 1.9 GiB")),
     Chapter("03_encoder.ipynb", "The encoder", "the whole model in its own cells: LayerNorm, GELU, embeddings, "
             "post-LN layers, MLM and classification heads",
             "the model's map, logits equal to the package and to transformers, parameter counts",
-            ("0.3", "0.4", NOT_MEASURED)),
+            ("0.3", "0.4", "est. <1 (T4), 0.9 GiB")),
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
-            "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", CPU_ONLY)),
+            "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", "est. <1 (T4; CPU work only)")),
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "9.7", NOT_MEASURED)),
+            ("0.7", "9.7", "est. 3.6-6.8 (T4), 7.3 GiB")),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
-            ("0.5", "4.1", NOT_MEASURED)),
+            ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
-            "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", NOT_MEASURED)),
+            "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", "est. <1 (T4), 2.7 GiB")),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
-            "memory and time against model size, a two-process run", ("0.5", "0.8", CPU_ONLY)),
+            "memory and time against model size, a two-process run", ("0.5", "0.8", "est. 1.6-2.8 (T4), 4.7 GiB")),
     Chapter("09_tagging_and_qa.ipynb", "Tagging and question answering", "labels aligned to BPE pieces, entity "
             "F1, a span head over overlapping windows, SQuAD's EM and F1",
             "pretrained against random weights over 3 seeds, beside a dictionary and a word-overlap baseline",
-            ("0.3", "5.8", NOT_MEASURED)),
+            ("0.3", "5.8", "est. <1 (T4), 1.1 GiB")),
     Chapter("10_semantic_search.ipynb", "Semantic search", "mean and `<s>` pooling, anisotropy, SimCSE's "
             "contrastive loss (unsupervised and on docstring pairs), a cosine index and a search box",
             "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25",
-            ("0.2", "5.2", NOT_MEASURED)),
+            ("0.2", "5.2", "est. 17-28 (T4), 3.1 GiB")),
     Chapter("11_beyond_roberta.ipynb", "Beyond RoBERTa", "pre-LN with a final LayerNorm, bias-free layers, GeGLU "
             "and SwiGLU, rotary positions, each checked against PyTorch's layer or the paper's formula",
             "every change at the same wall-clock budget over 3 seeds, a masking-rate sweep at 15% to 40%, tokens/s, "
-            "and the topic classifier on top", ("0.2", "4.7", NOT_MEASURED)),
+            "and the topic classifier on top", ("0.2", "4.7", "est. 4.7-12 (T4), 4.3 GiB")),
 )
 
 
@@ -130,7 +128,8 @@ SCALE = ENV.scale'''
 
 def map_table(chapters: tuple[Chapter, ...] = COURSE_MAP) -> str:
     """The course map as a Markdown table: notebook, what you build, what you see, minutes at each scale."""
-    lines = ["| notebook | you build | you see | smoke / cpu / gpu (min) |", "|---|---|---|---|"]
+    lines = ["| notebook | you build | you see | smoke / cpu measured, gpu estimated (min; peak GPU memory) |",
+             "|---|---|---|---|"]
     for ch in chapters:
         times = " / ".join(ch.minutes) if ch.minutes else "coming"
         link = f"[{ch.notebook[:2]} {ch.title}]({NOTEBOOK_DIR}/{ch.notebook})"
