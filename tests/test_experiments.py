@@ -1,6 +1,7 @@
 """Experiments too long for a notebook (static against dynamic masking): the arms, the runs, the cached results."""
 
 import json
+import statistics
 from dataclasses import asdict
 
 import pytest
@@ -33,12 +34,13 @@ def test_static_arm_holds_fixed_distinct_copies_and_dynamic_the_blocks(setting):
     assert len(static) == 6 * 4
     again = experiments.masking_arms(blocks[:6], collator, duplicates=4, seed=0)["static"]
     for a, b in zip(static, again):  # the same seed gives the same masks: fixed, not redrawn
+        # exact: integer ids drawn from one seed by the same calls
         assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["input_ids"], b["input_ids"])
     copies = [static[i]["labels"] for i in range(4)]  # copies of block 0
     assert len({tuple(c.tolist()) for c in copies}) > 1, "the copies of a block must be masked differently"
     for item, block in zip(static[::4], blocks[:6]):
         targets = item["labels"] != -100
-        assert torch.equal(item["labels"][targets], torch.tensor(block)[targets[:len(block)]])
+        assert torch.equal(item["labels"][targets], torch.tensor(block)[targets[:len(block)]])  # exact: integer ids
 
 
 def test_both_arms_train_the_same_steps_and_runs_repeat(setting):
@@ -53,10 +55,12 @@ def test_both_arms_train_the_same_steps_and_runs_repeat(setting):
         assert [run["seed"] for run in result["runs"][arm]] == [0, 1]
         for run in result["runs"][arm]:
             assert [p["step"] for p in run["eval"]] == [0, 4, 8]
-    assert result["runs"]["dynamic"][0]["eval"][0] == result["runs"]["static"][0]["eval"][0]  # same start
+    # same start, exact: one seed's initial weights evaluated on the same batches by the same code (floats included)
+    assert result["runs"]["dynamic"][0]["eval"][0] == result["runs"]["static"][0]["eval"][0]
     assert result["runs"]["dynamic"][0]["eval"][-1] != result["runs"]["static"][0]["eval"][-1]
     again = experiments.run_masking_experiment(config, collator, blocks, blocks[16:40],
                                                experiments.MaskingExperiment(**{**asdict(settings), "seeds": (1,)}))
+    # exact: seed 1's run again, re-seeded, in this process (same batches, shapes and threads)
     assert again["runs"]["static"][0] == result["runs"]["static"][1]
     mean, spread, n = experiments.final_spread(result, "dynamic", "loss")
     losses = [run["eval"][-1]["loss"] for run in result["runs"]["dynamic"]]
@@ -172,6 +176,7 @@ def test_bag_of_words_counts_tokens(classification):
     expected = torch.zeros(2, 9)
     expected[0, [0, 5, 7, 2]] = torch.tensor([1.0, 2.0, 1.0, 1.0])
     expected[1, [0, 2]] = 1.0
+    # exact: the same log1p of the same integer counts in a tensor of the same shape
     torch.testing.assert_close(features, torch.log1p(expected), rtol=0, atol=0)
 
 
@@ -205,7 +210,9 @@ def test_the_sweep_keeps_the_validation_argmax_and_the_curve_reuses_it(classific
                                                    settings)
     assert result["settings"] == experiments.settings_dict(settings)
     for arm, lrs in settings.lrs:
-        means = {lr: sum(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)]) / 2 for lr in lrs}
+        # exact: statistics.fmean of the same accuracies, as the sweep computes its choice
+        means = {lr: statistics.fmean(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)])
+                 for lr in lrs}
         assert means[result["chosen"][arm]] == max(means.values())
         assert [r["seed"] for r in result["sweep"][arm][repr(lrs[0])]] == [0, 1]
     for arm in experiments.CURVE_ARMS:
@@ -225,6 +232,7 @@ def test_the_sweep_keeps_the_validation_argmax_and_the_curve_reuses_it(classific
                                          tokenizer.pad_token_id)
     for (name, p), q, r in zip(reference.roberta.named_parameters(), probe.roberta.parameters(),
                                random.roberta.parameters()):
+        # exact: a frozen parameter gets no gradient, so the optimizer never touches it (loaded from the same file)
         assert torch.equal(p, q), f"the probe changed the frozen encoder's {name}"
     embeddings = reference.roberta.embeddings.word_embeddings.weight
     assert (embeddings - random.roberta.embeddings.word_embeddings.weight).abs().max() > 0.5, \
@@ -245,7 +253,10 @@ def test_cached_finetuning_results_come_from_the_current_settings(scale):
     assert result.get("recipe") == experiments.recipe_dict(scale), "the pretrained model's recipe changed since the run"
     for arm, lrs in full.lrs:
         assert set(result["sweep"][arm]) == {repr(lr) for lr in lrs}
-        means = {lr: sum(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)]) for lr in lrs}
+        # exact: statistics.fmean of the same accuracies, as the sweep computes its choice (a plain sum rounds
+        # otherwise, and could split a tie the sweep saw)
+        means = {lr: statistics.fmean(r["validation"]["accuracy"] for r in result["sweep"][arm][repr(lr)])
+                 for lr in lrs}
         assert means[result["chosen"][arm]] == max(means.values())
         assert all([r["seed"] for r in runs] == list(full.seeds) for runs in result["sweep"][arm].values())
     for arm in experiments.CURVE_ARMS:
