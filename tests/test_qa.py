@@ -82,9 +82,11 @@ def test_best_span_is_the_best_valid_span():
     for _ in range(50):
         start, end = torch.randn(10, generator=g), torch.randn(10, generator=g)
         score, s, e = qa.best_span(start, end, window, max_answer_tokens=3)
-        candidates = [(float(start[i] + end[j]), i, j) for i, j in itertools.product(range(3, 9), repeat=2)
+        # the decoder's own arithmetic (each score a Python float, the two added in float64), so that the argmax is
+        # the same even on a near-tie: exact
+        candidates = [(float(start[i]) + float(end[j]), i, j) for i, j in itertools.product(range(3, 9), repeat=2)
                       if i <= j < i + 3]
-        assert (s, e) == max(candidates)[1:] and score == pytest.approx(max(candidates)[0])
+        assert (s, e) == max(candidates)[1:] and score == max(candidates)[0]
 
 
 def test_questions_of_the_offline_set(qa_set, python_docs):
