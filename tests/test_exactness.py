@@ -63,28 +63,41 @@ def _comments(source: str) -> dict[int, str]:
     return found
 
 
+BLOCKS = (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.If, ast.Try)  # a reason above covers them
+
+
 def unjustified_checks(source: str) -> list[tuple[int, str]]:
     """(line, text) of each bitwise comparison in ``source`` (Python) without a comment saying why it is exact.
-    Calls only: text inside strings (the code of a synthetic notebook, say) is data, not a check."""
+    Where a reason may stand: on the call's lines or its statement's; on the line above the statement, or in the
+    comment block ending there; and the same for each loop, ``with`` or ``if`` around it (its header line too), up
+    to the enclosing function. Calls only: text inside strings (a synthetic notebook's code) is data, not a check."""
     tree = ast.parse(source)
     lines = source.splitlines()
     comments = _comments(source)
-    statement_of = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.stmt):
-            for child in ast.walk(node):
-                if child is not node and isinstance(child, ast.Call):
-                    statement_of[child] = node  # walk goes outside in, so the innermost statement wins
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def above(statement: ast.stmt) -> list[int]:  # the line above it and the comment block that ends there
+        found, line = [statement.lineno - 1], statement.lineno - 1
+        while line >= 1 and lines[line - 1].lstrip().startswith("#"):
+            found.append(line)
+            line -= 1
+        return found
+
     bad = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _is_bitwise(node)):
             continue
-        start = statement_of[node].lineno if node in statement_of else node.lineno
-        near = list(range(start - 1, node.end_lineno + 1))  # the line above, the statement up to the call's end
-        above = start - 1  # the comment block that ends on the line above the statement
-        while above >= 1 and lines[above - 1].lstrip().startswith("#"):
-            near.append(above)
-            above -= 1
+        statement = node
+        while statement in parent and not isinstance(statement, ast.stmt):
+            statement = parent[statement]
+        start = statement.lineno if isinstance(statement, ast.stmt) else node.lineno
+        near = list(range(start, node.end_lineno + 1))
+        if isinstance(statement, ast.stmt):
+            near += above(statement)
+            block = parent.get(statement)
+            while isinstance(block, BLOCKS):
+                near += above(block) + list(range(block.lineno, block.body[0].lineno))  # and its header
+                block = parent.get(block)
         if not any(JUSTIFIED.search(comments.get(line, "")) for line in near):
             bad.append((node.lineno, lines[node.lineno - 1].strip()))
     return sorted(bad)
@@ -146,6 +159,10 @@ def test_the_scan_catches_an_unjustified_check_and_accepts_a_reason():
     assert not unjustified_checks(f"assert {call}a,\n                   b)  # exact: integers\n")
     assert not unjustified_checks(f"# exact: a copy\nassert all({call}x, y)\n           for x, y in pairs)\n")
     assert not unjustified_checks(f"assert (n == 3 and  # exact: integers\n        {call}a, b))\n")
+    assert not unjustified_checks(f"# Exact: the same run twice.\nfor a, b in pairs:\n    assert {call}a, b)\n")
+    assert not unjustified_checks(f"for a, b in pairs:  # exact: integers\n    assert {call}a, b)\n")
+    assert unjustified_checks(f"# exact, all of them\ndef test():\n    assert {call}a, b)\n")  # not a whole test
+    assert unjustified_checks(f"for a, b in pairs:\n    x = 1  # exact\n    y = 2\n    assert {call}a, b)\n")
 
 
 def test_notebook_cells_are_read_as_python():
