@@ -5,6 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Tests never touch the network and run at the smoke scale.
 TEST_ENV := RFS_SCALE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
+# Other CPUs without other machines: the kernels a CPU with AVX2 and no AVX-512 takes (PyTorch's, MKL's and oneDNN's
+# dispatch capped there), and an old one (no vector kernels, MKL's conditional-numerical-reproducibility path, SSE4.1,
+# one thread). Sums come out in another order, so a bitwise comparison of two different computations fails under
+# one of them (notebook 08's padded-vocabulary check did); `make test-colab` runs the notebooks under the first,
+# `make test-min` the unit tests under the second.
+AVX2_CPU := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: lab test unit notebooks-test test-colab test-gpu-path test-min notebooks execute assignments bench browser-deps clean
@@ -44,7 +51,8 @@ CONSTRAINTS := $(PYTHON) tools/constraints.py
 # constraints, then everything Colab lacks removed again), then the package installed as the setup cell does (no
 # constraints: only what is missing), a check that this changed none of Colab's versions, and every notebook at
 # the smoke scale under nbval with the device audited (RFS_DEVICE=audit: a CPU standing in for Colab's GPU, where
-# handing a device tensor to numpy or matplotlib, or mixing it with a host tensor, raises as on CUDA).
+# handing a device tensor to numpy or matplotlib, or mixing it with a host tensor, raises as on CUDA), on AVX2's
+# kernels.
 COLAB_VENV := .venv-colab
 COLAB := tools/colab-constraints.txt
 test-colab:
@@ -57,7 +65,7 @@ test-colab:
 	$(COLAB_VENV)/bin/python -m pip install -q .
 	$(COLAB_VENV)/bin/python -m pip install -q -c $(COLAB) nbval
 	$(COLAB_VENV)/bin/python tools/constraints.py check $(COLAB)
-	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(TEST_ENV) RFS_DEVICE=audit $(COLAB_VENV)/bin/python -m pytest \
+	data=$$(mktemp -d) && RFS_DATA_DIR=$$data $(TEST_ENV) $(AVX2_CPU) RFS_DEVICE=audit $(COLAB_VENV)/bin/python -m pytest \
 		-p no:cacheprovider $(NBVAL_OPTS) notebooks/; status=$$?; rm -rf $$data; exit $$status
 
 # The gpu scale rehearsed on the CPU: every notebook with the gpu scale's sizes, recipes and branches, fp16 autocast
@@ -80,7 +88,7 @@ test-min:
 	$(CONSTRAINTS) lowest pyproject.toml > $(MIN_VENV)/lowest.txt
 	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/lowest.txt . pytest hypothesis
 	$(MIN_VENV)/bin/python tools/constraints.py check $(MIN_VENV)/lowest.txt
-	$(TEST_ENV) $(MIN_VENV)/bin/python -m pytest -p no:cacheprovider -rs $(MIN_TESTS)
+	$(TEST_ENV) $(OLD_CPU) $(MIN_VENV)/bin/python -m pytest -p no:cacheprovider -rs $(MIN_TESTS)
 
 # The browser test's JavaScript (the versions bertviz asks its CDN for), fetched once from the npm registry, so that
 # the test itself installs nothing and needs no network. .ci/run calls it; without npm the test is skipped.
