@@ -5,8 +5,10 @@ looks at. Each is loaded when it is there and made (trained) when it is not, so 
 
 from __future__ import annotations
 
+import json
+
 from .data import data_dir, load_corpus
-from .settings import SCALES, get_scale
+from .settings import get_scale
 from .tokenizer import MERGES_FILE, VOCAB_FILE, ByteLevelBPETokenizer
 
 
@@ -33,32 +35,91 @@ def course_tokenizer(vocab_size: int | None = None, rebuild: bool = False, verbo
     return tokenizer
 
 
+def trained_steps(run_dir) -> int | None:
+    """How many optimizer steps made the model in ``run_dir/final``: from the command line's ``history.json``, else
+    from the newest checkpoint notebook 05 leaves (``checkpoints/step-N``); None when neither says."""
+    from pathlib import Path
+
+    from .checkpoints import latest_checkpoint
+
+    run_dir = Path(run_dir)
+    history = run_dir / "history.json"
+    if history.is_file():
+        try:
+            train = json.loads(history.read_text()).get("train") or []
+        except (ValueError, AttributeError):  # a damaged file says nothing
+            train = []
+        if train and isinstance(train[-1], dict) and "step" in train[-1]:
+            return int(train[-1]["step"])
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is not None and checkpoint.name.startswith("step-") and checkpoint.name[5:].isdigit():
+        return int(checkpoint.name[5:])
+    return None
+
+
 def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, what: str):
-    """``data/artifacts/{name}/final`` and its tokenizer, pretrained first with ``arguments`` if it is missing."""
+    """``data/artifacts/{name}/final`` and its tokenizer, pretrained first with ``arguments`` (for ``steps`` steps)
+    when it is missing or was made with fewer steps (a rehearsal's, or an older quick run's)."""
     from .pretrain import build_parser, run
 
     run_dir = data_dir() / "artifacts" / name
     final = run_dir / "final"
-    if not (final / "model.safetensors").is_file():
+    found = (final / "model.safetensors").is_file()
+    made_with = trained_steps(run_dir) if found else None
+    if not found or (made_with is not None and made_with < steps):
         if verbose:
-            print(f"no model in data/artifacts/{name}: {what} ({steps} steps) first")
+            reason = (f"no model in data/artifacts/{name}" if not found else
+                      f"the model in data/artifacts/{name} was trained for {made_with} steps, fewer than {steps}")
+            print(f"{reason}: {what} first")
         run(build_parser().parse_args([*arguments, "--steps", str(steps), "--checkpoint-every", "0",
                                        "--output-dir", str(run_dir), "--no-progress", "--overwrite"]))
     elif verbose:
-        print(f"pretrained model found: data/artifacts/{name}/final")
+        print(f"pretrained model found: data/artifacts/{name}/final"
+              + (f" ({made_with} steps)" if made_with is not None else ""))
     return final, ByteLevelBPETokenizer.from_pretrained(final)
+
+
+# The steps of a forward and backward pass, counted as notebook 08 counts them, over a T4's fp16 peak at this share of
+# it (an assumption for a small model on a T4: its kernels are short and the step has fixed costs), for the time
+# estimate printed before a notebook pretrains its own model.
+T4_PEAK_FLOPS, ASSUMED_T4_MFU = 65e12, 0.2
+
+
+def pretraining_time(scale) -> str:
+    """Roughly how long the whole pretraining recipe of ``scale`` (a ``settings.Scale``) takes where the scale is
+    meant to run, in words: measured for the cpu scale (notebook 05's run on 2 cores), estimated for the gpu
+    scale from the step's FLOPs on a T4."""
+    from .training import flops_per_token, head_flops_per_target
+
+    recipe = scale.pretrain
+    if scale.name == "gpu":
+        config = recipe.model_config(recipe.vocab_size)
+        tokens = recipe.steps * recipe.batch_size * recipe.seq_len
+        targets = 0.15 * tokens  # the masked positions the sparse head predicts (at most 15%)
+        flops = tokens * flops_per_token(config, recipe.seq_len) + targets * head_flops_per_target(config)
+        minutes = flops / (T4_PEAK_FLOPS * ASSUMED_T4_MFU) / 60
+        return (f"about {max(1, round(minutes))} minutes on a T4 GPU: an estimate from its {flops:.1e} FLOPs at "
+                f"{ASSUMED_T4_MFU:.0%} of the T4's fp16 peak, not a measurement; hours on a CPU")
+    if scale.name == "cpu":
+        return "about 10 minutes on 2 CPU cores (notebook 05's run there: 8.7 minutes)"
+    return "seconds"
 
 
 def course_pretrained_model(scale: str | None = None, verbose: bool = True):
     """The model notebook 05 pretrained at this scale, with its tokenizer: ``(model_dir, tokenizer)``.
 
     Read from ``data/artifacts/pretrain-{scale}/final`` when notebook 05 (or the command line with that output
-    directory) wrote it; otherwise a quick pretraining with the scale's recipe at a quarter of its steps, so that a
-    later notebook also runs alone.
+    directory) wrote it. Otherwise, or when the model there was trained for fewer steps than the scale's recipe
+    (a rehearsal's), pretrained here first with the scale's whole recipe, the run notebook 05 makes (its model,
+    steps, batch, learning rate and seed), so that a later notebook opened alone gets a model as good as notebook
+    05's, never a weaker one; the printout says so, and about how long it takes.
     """
-    name = scale or get_scale().name
-    return _cached_model(f"pretrain-{name}", ["--scale", name], max(SCALES[name].pretrain.steps // 4, 1), verbose,
-                         "a quick pretraining")
+    chosen = get_scale(scale)  # a rehearsal (RFS_REHEARSAL=1) cuts the recipe's steps here as everywhere
+    recipe = chosen.pretrain
+    what = (f"pretraining it with the {chosen.name} scale's whole recipe, as notebook 05 does ({recipe.steps} steps "
+            f"of {recipe.batch_size} blocks of {recipe.seq_len} tokens, {recipe.preset} preset; "
+            f"{pretraining_time(chosen)})")
+    return _cached_model(f"pretrain-{chosen.name}", ["--scale", chosen.name], recipe.steps, verbose, what)
 
 
 # Notebook 07 looks at a model with at least 4 layers x 4 heads. The gpu recipe's model is one (4 x 8); the cpu and
@@ -71,10 +132,12 @@ def course_attention_model(scale: str | None = None, verbose: bool = True):
     """A pretrained model with at least 4 layers x 4 heads for notebook 07, with its tokenizer: at the gpu scale
     notebook 05's model, else a 4 x 4 model with the scale's recipe (vocabulary, blocks, batch, learning rate),
     trained once and cached in ``data/artifacts/attention-{scale}``."""
-    name = scale or get_scale().name
+    chosen = get_scale(scale)
+    name = chosen.name
     if name not in ATTENTION_MODEL:
         return course_pretrained_model(name, verbose)
     layers, heads, steps, lr = ATTENTION_MODEL[name]
+    steps = chosen.cut(steps)  # a few in a rehearsal
     return _cached_model(f"attention-{name}", ["--scale", name, "--layers", str(layers), "--heads", str(heads),
                                                 "--dropout", "0.1",  # RoBERTa's, whatever the scale's recipe says
                                                 "--lr", str(lr), "--warmup-steps", str(max(steps // 10, 1)),

@@ -27,6 +27,12 @@ several seeds, held-out loss and accuracy on the same 15% masks, tokens/s; the t
 finetuned from the baseline and the combination::
 
     python -m roberta_from_scratch.experiments beyond-roberta --scale cpu
+
+Every experiment's sizes that scale with the budget come from the scale (``settings.SCALES``): the gpu scale's
+learning rates, batches and steps are its recipe's, not the cpu scale's. :func:`live_settings` gives a notebook's
+live run, cut to a few steps in a rehearsal (``RFS_REHEARSAL=1``). :func:`cached_results` gives a notebook the
+cached multi-seed result of its scale, or, where a scale has none (the gpu scale: no GPU computed them), the cpu
+scale's, labelled with the scale and device that produced it.
 """
 
 from __future__ import annotations
@@ -40,7 +46,10 @@ from pathlib import Path
 
 import torch
 
+from .settings import SCALES, Scale
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # package data: a pip install (Colab) has them too
+FALLBACK_SCALE = "cpu"  # whose cached results stand in for a scale that has none (the gpu scale), labelled as such
 
 
 @dataclass(frozen=True)
@@ -60,12 +69,20 @@ class MaskingExperiment:
         return max(1, self.epochs * self.blocks // self.batch_size)
 
 
-# Per scale: the live run in the notebook and the full run of the command line (the cached result).
+def _masking(scale: str, **sizes) -> MaskingExperiment:
+    """A comparison at ``scale``: the recipe's model (notebook 05's), trained with the recipe's batch and peak
+    learning rate."""
+    recipe = SCALES[scale].pretrain
+    return MaskingExperiment(batch_size=recipe.batch_size, lr=recipe.lr, **sizes)
+
+
+# Per scale: the live run in the notebook and the full run of the command line (the cached result). Both live runs
+# take 64 steps per arm, a small share of notebook 05's main run (cpu: 128 of 2,600 steps; gpu: 128 of 2,000).
 MASKING = {
-    "smoke": {"live": MaskingExperiment(blocks=64, epochs=4, batch_size=16, lr=2e-3, evaluations=2, seeds=(0,)),
-              "full": MaskingExperiment(blocks=64, epochs=8, batch_size=16, lr=2e-3, evaluations=2, seeds=(0, 1))},
-    "cpu": {"live": MaskingExperiment(epochs=4, evaluations=4, seeds=(0,)), "full": MaskingExperiment()},
-    "gpu": {"live": MaskingExperiment(blocks=4096, seeds=(0,)), "full": MaskingExperiment(blocks=4096)},
+    "smoke": {"live": _masking("smoke", blocks=64, epochs=4, evaluations=2, seeds=(0,)),
+              "full": _masking("smoke", blocks=64, epochs=8, evaluations=2, seeds=(0, 1))},
+    "cpu": {"live": _masking("cpu", epochs=4, evaluations=4, seeds=(0,)), "full": _masking("cpu")},
+    "gpu": {"live": _masking("gpu", epochs=8, evaluations=4, seeds=(0,)), "full": _masking("gpu", blocks=4096)},
 }
 
 
@@ -164,6 +181,20 @@ class FinetuneExperiment:
         return dict(self.lrs)[arm]
 
 
+def rates_around(lr: float) -> tuple[float, float, float]:
+    """A third of ``lr``, ``lr`` and three times it, to one significant figure (1e-3: 3e-4, 1e-3, 3e-3)."""
+    return tuple(float(f"{x:.1g}") for x in (0.3 * lr, lr, 3 * lr))
+
+
+def _scale_lrs(scale: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """The sweep's grids at ``scale``: the encoder's arms around the scale's ``finetune_lr`` (its middle rate), the
+    probe (a head on frozen features) and the bag of words on their own grids, which do not depend on the encoder."""
+    around = rates_around(SCALES[scale].finetune_lr)
+    return (("pretrained", around), ("random", around), ("probe", (1e-3, 3e-3, 1e-2)), ("top layer", around),
+            ("bag of words", (0.01, 0.05, 0.2)))
+
+
+_GPU = SCALES["gpu"]
 FINETUNING = {
     "smoke": {"live": FinetuneExperiment(epochs=1, seeds=(0,), fractions=(0.25, 1.0), min_steps=8),
               "full": FinetuneExperiment(epochs=2, seeds=(0, 1), fractions=(0.25, 1.0), min_steps=8,
@@ -171,7 +202,10 @@ FINETUNING = {
                                               ("probe", (1e-3, 1e-2)), ("top layer", (3e-4, 3e-3)),
                                               ("bag of words", (0.05, 0.2))))},
     "cpu": {"live": FinetuneExperiment(seeds=(0,), fractions=(0.05, 0.25, 1.0)), "full": FinetuneExperiment()},
-    "gpu": {"live": FinetuneExperiment(seeds=(0,), fractions=(0.05, 0.25, 1.0)), "full": FinetuneExperiment()},
+    # the gpu scale's grids centred on its finetune_lr (1e-4 for the small preset), its epochs from the scale
+    "gpu": {"live": FinetuneExperiment(lrs=_scale_lrs("gpu"), epochs=_GPU.finetune_epochs, seeds=(0,),
+                                       fractions=(0.05, 0.25, 1.0)),
+            "full": FinetuneExperiment(lrs=_scale_lrs("gpu"), epochs=_GPU.finetune_epochs)},
 }
 
 
@@ -337,8 +371,13 @@ ABLATION = {
     "cpu": {"live": AblationExperiment(baseline_steps=150, seeds=(0,), mask_rates=(0.3,), timing_steps=4,
                                        evaluations=3, finetune_seeds=()),
             "full": AblationExperiment(baseline_steps=300)},
-    "gpu": {"live": AblationExperiment(baseline_steps=300, batch_size=128, lr=1e-3, seeds=(0,), finetune_seeds=()),
-            "full": AblationExperiment(baseline_steps=1000, batch_size=128, lr=1e-3)},
+    # the gpu scale's ladder: its recipe's batch and peak learning rate; the live budget the same share of the main
+    # pretraining as the cpu's (150 of 2,600 steps per arm), the full one half of it
+    "gpu": {"live": AblationExperiment(baseline_steps=round(_GPU.pretrain.steps * 150 / 2600),
+                                       batch_size=_GPU.pretrain.batch_size, lr=_GPU.pretrain.lr, seeds=(0,),
+                                       mask_rates=(0.3,), timing_steps=4, evaluations=3, finetune_seeds=()),
+            "full": AblationExperiment(baseline_steps=_GPU.pretrain.steps // 2, batch_size=_GPU.pretrain.batch_size,
+                                       lr=_GPU.pretrain.lr)},
 }
 
 
@@ -347,7 +386,6 @@ def ablation_baseline(scale_name: str):
     of notebook 05 trains without it; here that is one of the changes)."""
     from dataclasses import replace
 
-    from .settings import SCALES
 
     recipe = SCALES[scale_name].pretrain  # (the config alone: no need to pack the corpus for it)
     return replace(recipe.model_config(recipe.vocab_size), hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
@@ -540,6 +578,99 @@ def load_finetuning_result(scale: str) -> dict | None:
                         {"bag of words"} and "label_efficiency" in r, "finetuning", scale)
 
 
+# ----------------------------------------------------------------------------------------------- for the notebooks
+
+LOADERS = {"static-vs-dynamic": "load_result", "finetuning": "load_finetuning_result",
+           "beyond-roberta": "load_ablation_result"}
+
+
+def cached_results(experiment: str, scale: str, verbose: bool = True) -> dict | None:
+    """The cached full result of ``experiment`` (a key of LOADERS) for ``scale``; where that scale has none, the
+    cpu scale's (FALLBACK_SCALE), said as such; None when neither exists.
+
+    The result comes back with three more fields: ``scale`` (the scale whose run it is), ``device`` (what computed
+    it) and ``label``, one line with both and the command that made it, which ``verbose`` prints. A notebook
+    compares its live run with the cached seeds only where ``result["scale"]`` is its own scale: another scale's
+    runs trained another model."""
+    if experiment not in LOADERS:
+        raise ValueError(f"unknown experiment {experiment!r}: choose one of {', '.join(LOADERS)}")
+    load = globals()[LOADERS[experiment]]
+    source, result = scale, load(scale)
+    if result is None and scale != FALLBACK_SCALE:
+        source, result = FALLBACK_SCALE, load(FALLBACK_SCALE)
+    if result is None:
+        if verbose:
+            print(f"no cached result of {experiment} for the {scale} scale: make it with `python -m "
+                  f"roberta_from_scratch.experiments {experiment} --scale {scale}`")
+        return None
+    device = result.get("device", "a device not recorded")
+    label = (f"cached results of the {source} scale, computed on {device} by `{result['command']}` (torch "
+             f"{result.get('torch', '?')})")
+    if source != scale:
+        label += (f"; the {scale} scale has no cached results of its own (make them on a GPU with `python -m "
+                  f"roberta_from_scratch.experiments {experiment} --scale {scale}`), so these describe the "
+                  f"{source} scale's model, not this run's")
+    if verbose:
+        print(label)
+    return {**result, "scale": source, "device": device, "label": label}
+
+
+def live_settings(experiment: str, scale: Scale):
+    """The settings of a notebook's live run of ``experiment`` at ``scale`` (a ``settings.Scale``): the table's
+    (MASKING, FINETUNING, ABLATION), with every count that scales with the budget passed through ``scale.cut``, so
+    that a rehearsal (RFS_REHEARSAL=1) runs each loop a step or two on a few blocks and keeps every branch."""
+    from dataclasses import replace
+
+    cut = scale.cut
+    if experiment == "static-vs-dynamic":
+        live = MASKING[scale.name]["live"]
+        return replace(live, blocks=cut(live.blocks, few=8), batch_size=cut(live.batch_size, few=8),
+                       epochs=cut(live.epochs, few=1), evaluations=cut(live.evaluations, few=1))
+    if experiment == "finetuning":
+        live = FINETUNING[scale.name]["live"]
+        return replace(live, epochs=min(live.epochs, scale.finetune_epochs), seeds=live.seeds[:cut(len(live.seeds))],
+                       min_steps=cut(live.min_steps), bow_steps=cut(live.bow_steps))
+    if experiment == "beyond-roberta":
+        live = ABLATION[scale.name]["live"]
+        return replace(live, baseline_steps=cut(live.baseline_steps, few=2), batch_size=cut(live.batch_size, few=8),
+                       seeds=live.seeds[:cut(len(live.seeds), few=1)],
+                       mask_rates=live.mask_rates[:cut(len(live.mask_rates), few=1)],
+                       changes=live.changes[:cut(len(live.changes), few=1)],
+                       timing_rounds=cut(live.timing_rounds, few=1), timing_steps=cut(live.timing_steps, few=1),
+                       evaluations=cut(live.evaluations, few=1),
+                       finetune_seeds=live.finetune_seeds[:cut(len(live.finetune_seeds), few=1)])
+    raise ValueError(f"unknown experiment {experiment!r}: choose one of {', '.join(LOADERS)}")
+
+
+def device_description(device=None) -> str:
+    """What a cached result was computed on, in words: the GPU's name, or the CPU and its threads."""
+    from .settings import pick_device
+
+    device = pick_device(device) if device is None or isinstance(device, str) else device
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "an Apple GPU (MPS)"
+    return f"a CPU ({torch.get_num_threads()} threads)"
+
+
+def unigram_baseline(scale_name: str) -> tuple[str, float]:
+    """Always guessing the most frequent training token at ``scale_name``'s tokenizer: the token, and its accuracy
+    on the held-out masks every run of these experiments is evaluated on (the Trainer's: the first 256 held-out
+    blocks, masked at 15% with the seed 12345)."""
+    from collections import Counter
+
+    from .masking import DataCollatorForMLM
+
+    tokenizer, _, _, train_blocks, eval_blocks = course_setting(scale_name)
+    special = set(tokenizer.special_ids)
+    token = Counter(t for block in train_blocks for t in block if t not in special).most_common(1)[0][0]
+    masked = DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE)(
+        eval_blocks[:256], generator=torch.Generator().manual_seed(12345))
+    targets = masked["labels"][masked["labels"] != -100]
+    return tokenizer.decode([token]), (targets == token).float().mean().item()
+
+
 def course_classification(scale_name: str):
     """Notebook 06's setting: the pretrained encoder of notebook 05, its tokenizer, the topic names and the
     encoded train, validation and test sets (texts cut to the encoder's length)."""
@@ -568,7 +699,6 @@ def course_setting(scale_name: str):
     from .data import load_corpus
     from .packing import pack_dataset
     from .masking import DataCollatorForMLM
-    from .settings import SCALES
     from .artifacts import course_tokenizer
 
     recipe = SCALES[scale_name].pretrain
@@ -581,17 +711,17 @@ def course_setting(scale_name: str):
 
 def recipe_dict(scale_name: str) -> dict:
     """The scale's pretraining recipe as a cached result records it: the model both experiments start from."""
-    from .settings import SCALES
 
     return json.loads(json.dumps(asdict(SCALES[scale_name].pretrain)))
 
 
-def _write_result(result: dict, output: Path, command: str, scale_name: str) -> None:
+def _write_result(result: dict, output: Path, command: str, scale_name: str, device=None) -> None:
     from .files import atomic_write
 
     result["recipe"] = recipe_dict(scale_name)
     result["command"] = command
     result["torch"] = torch.__version__
+    result["device"] = device_description(device)
     atomic_write(output, json.dumps(result, indent=1) + "\n")
 
 
@@ -603,7 +733,7 @@ def _static_vs_dynamic(args) -> None:
                                     progress=lambda arm, seed: print(f"  {arm}, seed {seed}", flush=True))
     output = args.output or results_path(args.scale)
     _write_result(result, output, f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}",
-                  args.scale)
+                  args.scale, args.device)
     for arm in ("dynamic", "static"):
         for metric in ("loss", "accuracy"):
             mean, sd, n = final_spread(result, arm, metric)
@@ -620,7 +750,7 @@ def _finetuning(args) -> None:
         progress=lambda arm, lr, seed, n: print(f"  {arm}, lr {lr:g}, seed {seed}, {n} examples", flush=True))
     output = args.output or finetuning_results_path(args.scale)
     _write_result(result, output, f"python -m roberta_from_scratch.experiments finetuning --scale {args.scale}",
-                  args.scale)
+                  args.scale, args.device)
     for arm, lr in result["chosen"].items():
         mean, sd, n = spread(result["sweep"][arm][repr(lr)])
         print(f"{arm:>12} lr {lr:g}: test accuracy {mean:.3f} ± {sd:.3f} over {n} seeds")
@@ -628,20 +758,19 @@ def _finetuning(args) -> None:
 
 
 def _beyond_roberta(args) -> None:
-    from .settings import SCALES
 
     settings = ABLATION[args.scale]["full"]
     tokenizer, _, _, train_blocks, eval_blocks = course_setting(args.scale)
     baseline = ablation_baseline(args.scale)
     downstream = topic_finetuning(tokenizer, baseline.max_tokens, FINETUNING[args.scale]["full"],
-                                  SCALES[args.scale].finetune_lr, args.device or "cpu") \
+                                  SCALES[args.scale].finetune_lr, args.device) \
         if settings.finetune_seeds else None
     print(settings, flush=True)
-    result = run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings, device=args.device or "cpu",
+    result = run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings, device=args.device,
                           downstream=downstream, progress=lambda text: print(f"  {text}", flush=True))
     output = args.output or ablation_results_path(args.scale)
     _write_result(result, output, f"python -m roberta_from_scratch.experiments beyond-roberta --scale {args.scale}",
-                  args.scale)
+                  args.scale, args.device)
     for name, runs in result["runs"].items():
         mean, sd, n = _mean_sd(final_losses(runs))
         print(f"{name:>18}: {result['throughput'][name]:8,.0f} tokens/s, {result['steps'][name]:5} steps, held-out "

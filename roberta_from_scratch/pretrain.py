@@ -6,7 +6,8 @@
     python -m roberta_from_scratch.pretrain ... --resume      # continue from the latest checkpoint in output-dir
     torchrun --nproc_per_node=4 -m roberta_from_scratch.pretrain ... [--fsdp]   # the same run on 4 processes
 
-The tokenizer comes from notebook 01 (``course_tokenizer``: trained on the fly when missing); the corpus is
+``--scale`` takes every size from ``settings.SCALES``; with ``RFS_REHEARSAL=1`` its steps are cut to a few, as in
+the notebooks. The tokenizer comes from notebook 01 (``course_tokenizer``: trained on the fly when missing); the corpus is
 ``python-docs`` unless ``--corpus`` names another (a Hub corpus when online, or local files). The trained model is
 saved in transformers' layout in ``OUTPUT_DIR/final``.
 
@@ -25,10 +26,10 @@ from pathlib import Path
 import torch
 
 from .cli import check_device, non_negative_int, positive_float, positive_int, probability
-from .settings import SCALES, get_scale
+from .settings import SCALES, get_scale, rehearsed
 
 
-RECIPES = {name: scale.pretrain for name, scale in SCALES.items()}  # one source: settings.SCALES
+RECIPES = {name: scale.pretrain for name, scale in SCALES.items()}  # one source: settings.SCALES (as written)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +131,10 @@ def run(args: argparse.Namespace):
     if rank.is_main:  # before any work: a run that cannot save its model must not train first
         check_output_dir(args.output_dir, args.resume, args.overwrite)
 
-    recipe = RECIPES[args.scale or get_scale().name]
+    scale = get_scale(args.scale)
+    recipe = RECIPES[scale.name]
+    if scale.rehearsal:  # RFS_REHEARSAL=1: the recipe's steps cut to a few, as in the notebooks
+        recipe = rehearsed(dataclasses.replace(scale, pretrain=recipe)).pretrain
     recipe = dataclasses.replace(  # the command line's choices replace the recipe's
         recipe, preset=pick(args.preset, recipe.preset), hidden_size=pick(args.hidden_size, recipe.hidden_size),
         vocab_size=pick(args.vocab_size, recipe.vocab_size), seq_len=pick(args.seq_len, recipe.seq_len),

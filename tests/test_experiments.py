@@ -265,3 +265,124 @@ def test_cached_finetuning_results_come_from_the_current_settings(scale):
     from roberta_from_scratch.settings import SCALES
 
     assert SCALES[scale].finetune_lr == result["chosen"]["pretrained"], "the scale's finetuning rate is the sweep's"
+
+
+# ----------------------------------------------------------------------------------------------- every scale
+
+
+@pytest.mark.parametrize("experiment, file", [("static-vs-dynamic", "static_vs_dynamic"),
+                                              ("finetuning", "finetuning"), ("beyond-roberta", "beyond_roberta")])
+def test_a_scale_without_cached_results_gets_the_cpu_scales_labelled(experiment, file, tmp_path, monkeypatch, capsys):
+    """Catches: a notebook at the gpu scale that shows no multi-seed evidence (no gpu-scale cache exists), or shows
+    the cpu scale's runs without saying whose they are, on what device and by what command; and a scale's own cache
+    passed over for another's."""
+    import shutil
+
+    real = experiments.RESULTS_DIR
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    shutil.copy(real / f"{file}-cpu.json", tmp_path / f"{file}-cpu.json")
+    result = experiments.cached_results(experiment, "gpu")
+    printed = capsys.readouterr().out
+    assert result["scale"] == "cpu" and result["device"] == "a 2-core CPU"
+    assert result["label"] == printed.strip()
+    for words in ("cached results of the cpu scale", "computed on a 2-core CPU",
+                  f"`python -m roberta_from_scratch.experiments {experiment} --scale cpu`",
+                  "the gpu scale has no cached results of its own", f"{experiment} --scale gpu`"):
+        assert words in printed, words
+    assert result["runs" if experiment != "finetuning" else "sweep"]  # the evidence itself comes along
+    own = experiments.cached_results(experiment, "cpu")
+    assert own["scale"] == "cpu" and "has no cached results" not in own["label"]
+    gpu = json.loads((tmp_path / f"{file}-cpu.json").read_text())
+    gpu.update(command=gpu["command"].replace("--scale cpu", "--scale gpu"), device="NVIDIA T4")
+    (tmp_path / f"{file}-gpu.json").write_text(json.dumps(gpu))
+    assert experiments.cached_results(experiment, "gpu", verbose=False)["scale"] == "gpu"
+    for name in (f"{file}-cpu.json", f"{file}-gpu.json"):
+        (tmp_path / name).unlink()
+    capsys.readouterr()
+    assert experiments.cached_results(experiment, "gpu") is None
+    assert f"{experiment} --scale gpu`" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown experiment"):
+        experiments.cached_results("static", "cpu")
+
+
+def test_the_gpu_scale_takes_its_rates_batches_and_steps_from_its_recipe():
+    """Catches: settings written for the cpu scale used at the gpu scale (notebook 06 finetuning at 1e-3 while the
+    scale's finetune_lr says 1e-4; notebook 05's live masking run with the cpu's learning rate and more steps than
+    the main pretraining), and a sweep whose grid misses its scale's own finetuning rate."""
+    from roberta_from_scratch.settings import SCALES
+
+    for name, scale in SCALES.items():
+        recipe = scale.pretrain
+        for kind in ("live", "full"):
+            masking = experiments.MASKING[name][kind]
+            assert (masking.batch_size, masking.lr) == (recipe.batch_size, recipe.lr), (name, kind)
+            assert scale.finetune_lr in experiments.FINETUNING[name][kind].arm_lrs("pretrained"), (name, kind)
+        if name != "smoke":  # both arms of the live masking run: a small share of notebook 05's main run
+            assert 2 * experiments.MASKING[name]["live"].steps <= recipe.steps / 10, name
+    gpu = SCALES["gpu"]
+    for kind in ("live", "full"):
+        grid = experiments.FINETUNING["gpu"][kind].arm_lrs("pretrained")
+        assert grid[len(grid) // 2] == gpu.finetune_lr  # the live runs' rate when no gpu sweep exists
+        assert experiments.FINETUNING["gpu"][kind].epochs == gpu.finetune_epochs
+        ladder = experiments.ABLATION["gpu"][kind]
+        assert (ladder.batch_size, ladder.lr) == (gpu.pretrain.batch_size, gpu.pretrain.lr)
+    live = experiments.ABLATION["gpu"]["live"]
+    arms = len(experiments.ablation_arms(live)) + 1  # and the combination
+    assert arms * live.baseline_steps <= gpu.pretrain.steps  # the live ladder: less than the main run
+    assert experiments.rates_around(1e-3) == (3e-4, 1e-3, 3e-3) and experiments.rates_around(1e-4) == (3e-5, 1e-4, 3e-4)
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu"])
+def test_live_runs_are_the_tables_and_a_rehearsal_cuts_every_loop(name, monkeypatch):
+    """Catches: a notebook's live run that a rehearsal (RFS_REHEARSAL=1) leaves at full length (the gpu scale's
+    masking run, ladder or finetuning on a CPU), or that changes what the run is (learning rates, a grid, the
+    masking rates it keeps) rather than how long it runs; outside a rehearsal, a live run other than the table's."""
+    from roberta_from_scratch import settings
+
+    monkeypatch.delenv(settings.REHEARSAL_ENV, raising=False)
+    scale = settings.get_scale(name)
+    masking, finetuning, ladder = (experiments.live_settings(e, scale)
+                                   for e in ("static-vs-dynamic", "finetuning", "beyond-roberta"))
+    assert masking == experiments.MASKING[name]["live"] and ladder == experiments.ABLATION[name]["live"]
+    assert finetuning == experiments.FINETUNING[name]["live"]
+    monkeypatch.setenv(settings.REHEARSAL_ENV, "1")
+    cut = settings.get_scale(name)
+    masking, finetuning, ladder = (experiments.live_settings(e, cut)
+                                   for e in ("static-vs-dynamic", "finetuning", "beyond-roberta"))
+    assert masking.steps == 1 and masking.lr == experiments.MASKING[name]["live"].lr and masking.evaluations == 1
+    assert finetuning.epochs == 1 and finetuning.min_steps <= 3 and finetuning.bow_steps <= 3
+    assert finetuning.lrs == experiments.FINETUNING[name]["live"].lrs and len(finetuning.seeds) == 1
+    assert ladder.baseline_steps <= 2 and ladder.timing_rounds == ladder.timing_steps == 1
+    assert len(experiments.ablation_arms(ladder)) <= 3 and ladder.lr == experiments.ABLATION[name]["live"].lr
+    with pytest.raises(ValueError, match="unknown experiment"):
+        experiments.live_settings("masking", cut)
+
+
+def test_a_notebook_alone_pretrains_with_the_whole_recipe_and_never_keeps_a_shorter_model(python_docs, python_docs_dir,
+                                                                                          tmp_path, monkeypatch, capsys):
+    """Catches: a notebook opened alone that silently pretrains a model of a quarter of the steps (which notebook 11
+    shows can finetune worse than random weights), says nothing of it or of how long it takes, or keeps a shorter
+    model (a rehearsal's) made earlier in the same folder."""
+    import shutil
+
+    from roberta_from_scratch import artifacts, data, settings
+
+    shutil.copytree(python_docs_dir, tmp_path, dirs_exist_ok=True)  # the corpus, already built
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.REHEARSAL_ENV, "1")  # first a rehearsal's model: a few steps
+    final, _ = artifacts.course_pretrained_model("smoke")
+    assert artifacts.trained_steps(final.parent) == settings.get_scale("smoke").pretrain.steps < 30
+    monkeypatch.delenv(settings.REHEARSAL_ENV)
+    capsys.readouterr()
+    final, tokenizer = artifacts.course_pretrained_model("smoke")
+    printed = capsys.readouterr().out
+    recipe = settings.SCALES["smoke"].pretrain
+    assert artifacts.trained_steps(final.parent) == recipe.steps  # notebook 05's run: the whole recipe
+    assert "fewer than 30" in printed and "whole recipe, as notebook 05 does (30 steps" in printed
+    assert artifacts.pretraining_time(settings.SCALES["smoke"]) in printed
+    written = (final / "model.safetensors").stat().st_mtime_ns
+    again, _ = artifacts.course_pretrained_model("smoke")
+    assert "pretrained model found" in capsys.readouterr().out and again == final
+    assert (final / "model.safetensors").stat().st_mtime_ns == written  # found, not trained again
+    assert "T4" in artifacts.pretraining_time(settings.SCALES["gpu"]) and \
+        "not a measurement" in artifacts.pretraining_time(settings.SCALES["gpu"])
