@@ -42,7 +42,8 @@ Design
     - **patched methods**: a ``torch.Tensor`` method replaced by code outside torch (notebook 08's read counter)
       runs once per call, as without a mode (torch hands a mode the replacement; the mode calls the C method).
 * Cost: while nothing is marked a call costs one dictionary look-up and the mode's Python frame; afterwards each
-  call walks its arguments once (notebook timings in ``tests/test_device_audit.py``'s module docstring).
+  call walks its arguments once. Measured when the audit was written (one CPU thread, process time): a training
+  step of the smoke recipe's model makes about 1,200 torch calls and took 48 ms audited against 43 ms plain.
 
 Where the audit differs from CUDA: ``t.device.type`` is ``"cpu"`` (code branching on ``"cuda"`` takes its CPU
 branch; ``RFS_PRECISION`` rehearses the precision paths), ``is_cuda`` is False, ``torch.load(map_location=device)``
