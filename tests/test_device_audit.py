@@ -84,6 +84,7 @@ def test_mixing_device_and_host_tensors_raises_cudas_error():
         message = str(caught.value)
         assert message.startswith(MIXED) and "RFS_DEVICE=audit" in message and ".to(device)" in message
         x, host = torch.randn(3, 4).to(device), torch.randn(3, 4)
+        # each raises before computing anything: torch.equal here asks for no exactness, only for the same device
         for mixed in (lambda: x + host, lambda: host * x, lambda: torch.cat([x, host]), lambda: x @ host.T,
                       lambda: F.embedding(torch.tensor([1, 2]), x), lambda: torch.equal(x, host),
                       lambda: F.cross_entropy(x, torch.tensor([0, 1, 2])), lambda: host.add_(x)):
@@ -181,6 +182,7 @@ def test_code_that_runs_on_cuda_runs_under_the_audit(tmp_path):
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp_path / "model.safetensors")  # safetensors reads the moved tensors' memory directly
         loaded = load_file(tmp_path / "model.safetensors")
+        # exact: a save and load round trip of the same float32 values
         torch.testing.assert_close(loaded["head.weight"], model.head.weight.detach().cpu(), rtol=0, atol=0)
         with pytest.raises(AssertionError, match="device"):  # assert_close's device check, as on CUDA
             torch.testing.assert_close(loaded["head.weight"], model.head.weight.detach())
@@ -272,7 +274,7 @@ def test_without_marks_results_are_the_plain_cpu_results():
     with audited():
         got = model(ids)  # nothing moved: the fast path, the same kernels on the same inputs
     assert not is_marked(got)
-    assert torch.equal(got, expected)  # identical arithmetic: the mode only forwards the calls
+    assert torch.equal(got, expected)  # exact: the same kernels on the same inputs; the mode only forwards
 
 
 def test_rfs_device_audit_activates_once_for_the_process():
