@@ -67,7 +67,7 @@ def test_no_weight_decay_on_biases_and_layernorm():
 def test_linear_warmup_then_linear_decay():
     values = [linear_schedule(s, 10, 100) for s in range(101)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0) and values[10] == pytest.approx(1.0)
-    assert values[55] == pytest.approx(0.5) and values[100] == 0.0
+    assert values[55] == pytest.approx(0.5) and values[100] == 0.0  # exact: (100 - 100) / 90
     assert all(a <= b for a, b in zip(values[:10], values[1:10]))
 
 
@@ -94,6 +94,8 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(setup, k):
     whole = gradients_of_one_step(setup, batch_size=8)
     accumulated = gradients_of_one_step(setup, batch_size=8, micro_batch_size=8 // k)
     assert whole.keys() == accumulated.keys() and len(whole) > 10
+    # Not bit for bit: other shapes, and the micro-batches' gradients summed in another order; fp32 rounding of
+    # gradients of size ~1e-2 stays far below 1e-6.
     for name in whole:
         torch.testing.assert_close(accumulated[name], whole[name], rtol=0, atol=1e-6, msg=name)
 
@@ -123,6 +125,7 @@ def test_activation_checkpointing_changes_memory_not_results(setup):
             calls.append(count[0])
         assert calls == [1, 2], f"layer 0 ran {calls} times (plain, checkpointed): no recomputation"
         assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+        # within fp32 rounding (1e-6): the recomputed forward runs under checkpoint's own autograd bookkeeping
         for name in grads[0]:
             torch.testing.assert_close(grads[1][name], grads[0][name], rtol=0, atol=1e-6, msg=name)
 
@@ -165,6 +168,8 @@ def test_checkpoints_hold_the_real_vocabulary_and_resume_exactly_with_any_paddin
         resumed.load_checkpoint(saved)
         resumed.train()
         vocab = resumed.model.config.vocab_size
+        # Not bit for bit: a 448-row decoder against a 400-row one, which BLAS may block and sum in another order;
+        # after 6 steps the weights (size ~0.1) differ by fp32 rounding, far below 1e-6.
         for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
             torch.testing.assert_close(b[:vocab] if b.dim() and b.size(0) != a.size(0) else b, a, rtol=0,
                                        atol=1e-6, msg=name)
@@ -671,7 +676,7 @@ def test_an_fp16_step_whose_gradients_overflow_is_skipped_and_counted(setup, tmp
     loss = trainer.train_step()
     assert 0 < loss < 10  # the loss itself is finite: its scaled gradients are not
     assert trainer.step == 1 and trainer.skipped_steps == 1
-    assert trainer.scaler.get_scale() == 2.0**99
+    assert trainer.scaler.get_scale() == 2.0**99  # exact: a power of two halved
     for name, weight in trainer.model.named_parameters():
         assert torch.equal(weight, before[name]), name  # exact: no update touched them
     assert all(int(state["step"]) == 0 for state in trainer.optimizer.state.values())  # Adam's count stayed
@@ -682,7 +687,7 @@ def test_an_fp16_step_whose_gradients_overflow_is_skipped_and_counted(setup, tmp
 
     normal = trainer_for(setup, precision="fp16", max_steps=3)  # the default scale, 2^16: no overflow here
     normal.train_step()
-    assert normal.skipped_steps == 0 and normal.scaler.get_scale() == 2.0**16
+    assert normal.skipped_steps == 0 and normal.scaler.get_scale() == 2.0**16  # exact: the default, unchanged
     assert not torch.equal(normal.model.lm_head.bias, before["lm_head.bias"])  # updated
 
 
