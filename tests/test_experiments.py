@@ -386,3 +386,19 @@ def test_a_notebook_alone_pretrains_with_the_whole_recipe_and_never_keeps_a_shor
     assert (final / "model.safetensors").stat().st_mtime_ns == written  # found, not trained again
     assert "T4" in artifacts.pretraining_time(settings.SCALES["gpu"]) and \
         "not a measurement" in artifacts.pretraining_time(settings.SCALES["gpu"])
+
+
+def test_every_scales_masking_slice_fits_its_corpus(python_docs, python_docs_dir, tmp_path, monkeypatch):
+    """Catches: a static-against-dynamic run that asks for more training blocks than its scale's corpus packs into
+    (the gpu scale's 128-token blocks are fewer than the cpu's 64-token ones): the command line, or the notebook on
+    Colab, would stop with an error after the pretraining it needs."""
+    import shutil
+
+    from roberta_from_scratch import data
+
+    shutil.copytree(python_docs_dir, tmp_path, dirs_exist_ok=True)  # the corpus, already built
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    for name in ("smoke", "cpu", "gpu"):
+        _, _, _, train_blocks, _ = experiments.course_setting(name)
+        for kind in ("live", "full"):
+            assert experiments.MASKING[name][kind].blocks <= len(train_blocks), (name, kind, len(train_blocks))
