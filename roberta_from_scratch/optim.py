@@ -37,6 +37,20 @@ def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device,
                              fused=fused)
 
 
+def keep_optimizer_kind(optimizer: torch.optim.AdamW) -> None:
+    """After ``optimizer.load_state_dict``: the run's own choice of fused or plain AdamW, which loading replaces
+    with the saved param groups' (a checkpoint of an fp16 run would make a resumed fp32 run fused, and one of an
+    fp32 run would hand a resumed fp16 run's plain AdamW the scaler's tensors, which it refuses), and Adam's step
+    counters where that kind keeps them: on the parameter's device when fused, on the host otherwise."""
+    fused = optimizer.defaults["fused"]
+    for group in optimizer.param_groups:
+        group["fused"] = fused
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)
+
+
 def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     """The learning-rate multiplier: 0 -> 1 over the warm-up, then 1 -> 0 at the last step."""
     if warmup_steps and step < warmup_steps:

@@ -34,7 +34,7 @@ from .checkpoints import (RESUME_SETTINGS, STATE_FILE, checkpoints, latest_check
 from .config import RobertaConfig
 from .distributed import all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, wrap_model, world
 from .model import label_positions_of
-from .optim import linear_schedule, make_optimizer, make_scheduler, parameter_groups  # noqa: F401
+from .optim import keep_optimizer_kind, linear_schedule, make_optimizer, make_scheduler, parameter_groups  # noqa: F401
 from .settings import Precision, pick_device, pick_precision
 # Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor data sheets; nanoGPT and PaLM use the same figures).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "A10": 125.0,
@@ -567,5 +567,8 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike, allow_more_steps: bool = False) -> Path:
         """Continue from a checkpoint folder, or from the newest intact one inside ``path``; returns the folder
-        loaded (``checkpoints.load_checkpoint``)."""
-        return load_checkpoint(self, path, allow_more_steps)
+        loaded (``checkpoints.load_checkpoint``). The optimizer stays fused or plain as this run chose (its precision
+        may differ from the checkpoint's)."""
+        loaded = load_checkpoint(self, path, allow_more_steps)
+        keep_optimizer_kind(self.optimizer)
+        return loaded

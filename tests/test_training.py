@@ -691,6 +691,23 @@ def test_an_fp16_step_whose_gradients_overflow_is_skipped_and_counted(setup, tmp
     assert not torch.equal(normal.model.lm_head.bias, before["lm_head.bias"])  # updated
 
 
+def test_a_resume_in_another_precision_keeps_the_runs_own_optimizer(setup, tmp_path):
+    """Catches: a checkpoint that replaces the resumed run's choice of fused or plain AdamW with its own (the
+    optimizer's state carries it in its param groups, and loading takes theirs): an fp16 checkpoint made a resumed
+    fp32 run's optimizer fused. (The other way, fp32 to fp16, the checkpoint holds no GradScaler state.)"""
+    fp16 = trainer_for(setup, tmp_path, precision="fp16")
+    fp16.train(until=2)
+    fp16.save_checkpoint()
+    resumed = trainer_for(setup, tmp_path, precision="fp32")
+    resumed.load_checkpoint(tmp_path)
+    assert resumed.optimizer.defaults["fused"] is False
+    assert [group["fused"] for group in resumed.optimizer.param_groups] == [False, False]
+    steps = [state["step"] for state in resumed.optimizer.state.values()]
+    assert steps and all(s.device == torch.device("cpu") and int(s) == 2 for s in steps)
+    resumed.train()
+    assert resumed.step == 6 and all(isinstance(r["loss"], float) for r in resumed.history.train)
+
+
 def test_full_packed_blocks_reach_attention_without_a_mask(setup, monkeypatch):
     """Catches: an all-ones mask handed to SDPA in the training step. With any mask, even one that keeps every
     key, PyTorch cannot use its flash kernel and builds the bias tensor; full packed blocks need none. A batch
