@@ -120,7 +120,8 @@ def _restore(trainer, path: Path, saved: dict, weights: dict, state: dict, allow
     load_state_dict_into(trainer.model, weights)
     load_optimizer_state(trainer.model, trainer.optimizer, state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.scaler.load_state_dict(state["scaler"])
+    if state["scaler"]:  # a run without loss scaling (fp32, bf16) saved an empty state: the new one starts fresh
+        trainer.scaler.load_state_dict(state["scaler"])
     trainer.step, trainer.skipped_steps = state["step"], state["skipped_steps"]
     if trainer.world.distributed:
         torch.manual_seed(trainer.cfg.seed * 1_000_003 + 7_919 * (trainer.world.rank + 1) + 104_729 * trainer.step)

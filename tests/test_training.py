@@ -822,3 +822,16 @@ def test_the_device_part_of_a_step_has_no_operation_that_waits_for_the_device(se
     with Recorder() as recorder:
         trainer.model(**part).loss.backward()  # the boolean selection: the detector must see it
     assert recorder.found, "the detector saw nothing in the boolean selection"
+
+
+def test_an_fp32_checkpoint_resumes_in_fp16(setup, tmp_path):
+    """Catches: a resume in fp16 from a run without loss scaling, whose checkpoint holds the disabled scaler's
+    empty state: loading it into the enabled scaler raised "The source state dict is empty"."""
+    fp32 = trainer_for(setup, tmp_path, precision="fp32")
+    fp32.train(until=2)
+    fp32.save_checkpoint()
+    resumed = trainer_for(setup, tmp_path, precision="fp16")
+    resumed.load_checkpoint(tmp_path)
+    assert resumed.step == 2 and resumed.scaler.is_enabled()
+    resumed.train()
+    assert resumed.step == 6 and all(isinstance(r["loss"], float) for r in resumed.history.train)
