@@ -79,16 +79,25 @@ def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, wh
     return final, ByteLevelBPETokenizer.from_pretrained(final)
 
 
-# The steps of a forward and backward pass, counted as notebook 08 counts them, over a T4's fp16 peak at this share of
-# it (an assumption for a small model on a T4: its kernels are short and the step has fixed costs), for the time
-# estimate printed before a notebook pretrains its own model.
+# For the time a notebook announces before it pretrains its own model. A T4: the step's FLOPs, counted as notebook 08
+# counts them, over its fp16 peak at this share of it (an assumption for a small model on a T4: short kernels, fixed
+# costs per step). A CPU: measured on 2 cores, notebook 05's committed cpu-scale run (2,600 steps in 8.7 minutes) and
+# the gpu recipe's step in the fp16 rehearsal (about 7 s).
 T4_PEAK_FLOPS, ASSUMED_T4_MFU = 65e12, 0.2
+CPU_RUN_STEPS, CPU_RUN_MINUTES, GPU_RECIPE_CPU_SECONDS_PER_STEP = 2600, 8.7, 7.0
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"about {round(minutes)} minute{'s' if round(minutes) != 1 else ''}"
+    return f"about {minutes / 60:.0f} hours"
 
 
 def pretraining_time(scale) -> str:
-    """Roughly how long the whole pretraining recipe of ``scale`` (a ``settings.Scale``) takes where the scale is
-    meant to run, in words: measured for the cpu scale (notebook 05's run on 2 cores), estimated for the gpu
-    scale from the step's FLOPs on a T4."""
+    """Roughly how long the whole pretraining recipe of ``scale`` (a ``settings.Scale``) takes, in words: on 2 CPU
+    cores from runs measured there, and for the gpu scale on a T4, an estimate from the step's FLOPs."""
     from .training import flops_per_token, head_flops_per_target
 
     recipe = scale.pretrain
@@ -97,11 +106,13 @@ def pretraining_time(scale) -> str:
         tokens = recipe.steps * recipe.batch_size * recipe.seq_len
         targets = 0.15 * tokens  # the masked positions the sparse head predicts (at most 15%)
         flops = tokens * flops_per_token(config, recipe.seq_len) + targets * head_flops_per_target(config)
-        minutes = flops / (T4_PEAK_FLOPS * ASSUMED_T4_MFU) / 60
-        return (f"about {max(1, round(minutes))} minutes on a T4 GPU: an estimate from its {flops:.1e} FLOPs at "
-                f"{ASSUMED_T4_MFU:.0%} of the T4's fp16 peak, not a measurement; hours on a CPU")
+        return (f"{_minutes(flops / (T4_PEAK_FLOPS * ASSUMED_T4_MFU) / 60)} on a T4 GPU, an estimate from its "
+                f"{flops:.1e} FLOPs at {ASSUMED_T4_MFU:.0%} of the T4's fp16 peak, not a measurement; "
+                f"{_minutes(recipe.steps * GPU_RECIPE_CPU_SECONDS_PER_STEP / 60)} on 2 CPU cores (about "
+                f"{GPU_RECIPE_CPU_SECONDS_PER_STEP:.0f} s a step there)")
     if scale.name == "cpu":
-        return "about 10 minutes on 2 CPU cores (notebook 05's run there: 8.7 minutes)"
+        return (f"{_minutes(CPU_RUN_MINUTES * recipe.steps / CPU_RUN_STEPS)} on 2 CPU cores (notebook 05's run of "
+                f"{CPU_RUN_STEPS:,} steps there took {CPU_RUN_MINUTES} minutes)")
     return "seconds"
 
 
