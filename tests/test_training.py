@@ -660,7 +660,7 @@ def test_a_compile_failure_in_the_backward_pass_falls_back_to_eager(setup):
         assert loss == expected
         grads = {n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}
         assert grads.keys() == expected_grads.keys() and len(grads) > 10
-        for name, grad in grads.items():
+        for name, grad in grads.items():  # exact: the same operations, as for the loss
             assert torch.equal(grad, expected_grads[name]), name
 
 
