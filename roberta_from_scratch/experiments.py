@@ -426,7 +426,8 @@ def _arm_trainer(baseline, arm, tokenizer, train_blocks, eval_blocks, steps, set
     model = RobertaForMaskedLM(arm_config(baseline, changes))
     cfg = TrainingConfig(max_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
                          warmup_steps=round(settings.warmup * steps), eval_every=max(1, steps // settings.evaluations),
-                         seed=seed, progress=False, device=device)
+                         seed=seed, progress=False, device=device,
+                         compile=False)  # eager everywhere: a compile per arm would cost a T4 minutes per arm
     return Trainer(model, train_blocks, DataCollatorForMLM(tokenizer, mlm_probability=rate), cfg, eval_blocks,
                    eval_collator=DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE))
 
