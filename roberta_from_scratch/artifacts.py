@@ -154,3 +154,27 @@ def course_attention_model(scale: str | None = None, verbose: bool = True):
                                                 "--lr", str(lr), "--warmup-steps", str(max(steps // 10, 1)),
                                                 "--eval-every", str(max(steps // 3, 1))],
                          steps, verbose, f"pretraining a {layers}-layer, {heads}-head model")
+
+
+def describe_pretrained(model_dir, since: float) -> str:
+    """One line for a notebook that uses the pretrained model in ``model_dir`` (``course_pretrained_model``): made
+    by this notebook (its files written after ``since``, a ``time.time()``) or found, and its held-out masked-token
+    accuracy when the run's ``history.json`` belongs to this model (the command line writes it after the model; an
+    older record is an older model's)."""
+    from pathlib import Path
+
+    weights, log = Path(model_dir) / "model.safetensors", Path(model_dir).parent / "history.json"
+    made_here = weights.stat().st_mtime >= since
+    held_out = []
+    if log.is_file() and log.stat().st_mtime >= weights.stat().st_mtime:
+        try:
+            held_out = json.loads(log.read_text()).get("eval") or []
+        except (ValueError, AttributeError):  # a damaged record says nothing
+            held_out = []
+    line = "the encoder below: " + ("pretrained just now by this notebook" if made_here else
+                                    "saved before this notebook started (by notebook 05, or by a notebook opened alone)")
+    if held_out and isinstance(held_out[-1], dict) and "accuracy" in held_out[-1]:
+        return line + (f"; held-out masked-token accuracy {held_out[-1]['accuracy']:.1%} after "
+                       f"{held_out[-1]['step']} steps")
+    return line + "; its held-out masked-token accuracy is printed by notebook 05"
+

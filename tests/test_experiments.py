@@ -402,3 +402,26 @@ def test_every_scales_masking_slice_fits_its_corpus(python_docs, python_docs_dir
         _, _, _, train_blocks, _ = experiments.course_setting(name)
         for kind in ("live", "full"):
             assert experiments.MASKING[name][kind].blocks <= len(train_blocks), (name, kind, len(train_blocks))
+
+
+def test_describe_pretrained_names_the_model_and_reads_only_its_own_record(tmp_path):
+    """Catches: a notebook that calls a model found on disk 'pretrained just now', or prints the accuracy of an older
+    run's record (written before the model it describes)."""
+    import json
+    import os
+    import time
+
+    from roberta_from_scratch.artifacts import describe_pretrained
+
+    final = tmp_path / "final"
+    final.mkdir()
+    log = tmp_path / "history.json"
+    log.write_text(json.dumps({"eval": [{"step": 30, "accuracy": 0.123}]}))
+    weights = final / "model.safetensors"
+    weights.write_bytes(b"")
+    os.utime(log, (time.time() - 100, time.time() - 100))  # an older run's record
+    line = describe_pretrained(final, since=time.time() + 10)
+    assert "saved before this notebook started" in line and "printed by notebook 05" in line
+    os.utime(log, (time.time() + 5, time.time() + 5))  # written after the model: its own
+    line = describe_pretrained(final, since=time.time() - 10)
+    assert "pretrained just now" in line and "accuracy 12.3% after 30 steps" in line
