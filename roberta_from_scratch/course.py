@@ -56,26 +56,26 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "9.7", "est. 3.6-6.8 (T4), 7.3 GiB")),
+            ("0.7", "8.6", "est. 3.6-6.8 (T4), 7.3 GiB")),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
             ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
-            "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.0", "est. <1 (T4), 2.7 GiB")),
+            "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.8", "est. <1 (T4), 2.7 GiB")),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
-            "memory and time against model size, a two-process run", ("0.5", "0.8", "est. 1.6-2.8 (T4), 4.7 GiB")),
+            "memory and time against model size, a two-process run", ("0.5", "0.5", "est. 1.6-2.8 (T4), 4.7 GiB")),
     Chapter("09_tagging_and_qa.ipynb", "Tagging and question answering", "labels aligned to BPE pieces, entity "
             "F1, a span head over overlapping windows, SQuAD's EM and F1",
             "pretrained against random weights over 3 seeds, beside a dictionary and a word-overlap baseline",
-            ("0.3", "5.8", "est. <1 (T4), 1.1 GiB")),
+            ("0.3", "3.0", "est. <1 (T4), 1.1 GiB")),
     Chapter("10_semantic_search.ipynb", "Semantic search", "mean and `<s>` pooling, anisotropy, SimCSE's "
             "contrastive loss (unsupervised and on docstring pairs), a cosine index and a search box",
             "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25",
-            ("0.2", "5.2", "est. 17-28 (T4), 3.1 GiB")),
+            ("0.2", "3.2", "est. 17-28 (T4), 3.1 GiB")),
     Chapter("11_beyond_roberta.ipynb", "Beyond RoBERTa", "pre-LN with a final LayerNorm, bias-free layers, GeGLU "
             "and SwiGLU, rotary positions, each checked against PyTorch's layer or the paper's formula",
             "every change at the same wall-clock budget over 3 seeds, a masking-rate sweep at 15% to 40%, tokens/s, "
-            "and the topic classifier on top", ("0.2", "4.7", "est. 4.7-12 (T4), 4.3 GiB")),
+            "and the topic classifier on top", ("0.2", "2.4", "est. 4.7-12 (T4), 4.3 GiB")),
 )
 
 
