@@ -8,7 +8,14 @@ metadata (``grade_id``, ``points``, ``solution``, ``grade``, ``locked``). A stud
 preprocessors make of a notebook, run here as plain nbconvert preprocessors (no database, no server): solutions
 replaced by ``raise NotImplementedError()`` (written answers by "YOUR ANSWER HERE"), hidden tests removed, outputs
 cleared, test cells locked. Its Colab badge points to the student folder. An instructor who runs nbgrader itself
-can use the course notebooks as they are (``nbgrader generate_assignment``).
+can use the course notebooks as they are (``nbgrader generate_assignment``), except for one thing that nbgrader
+does not know about:
+
+**Answers off the page.** A lesson cell that shows the code an exercise asks for carries, in its metadata
+(``"rfs": {"student_source": ...}``), the source that replaces it in the student version: the same step done with
+the package (so the rest of the lesson still runs), and a comment that points to the exercise. The prose around it
+stays. ``tests/test_assignments.py`` checks that no distinctive line of any reference solution is left anywhere in
+a student version.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 from .course import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge, notebook_text
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+STUDENT_KEY = "rfs"  # cell metadata: {"student_source": the cell's source in the student version}
 
 
 def nbgrader_meta(cell) -> dict:
@@ -72,6 +80,10 @@ def student_version(path: str | os.PathLike):
     clear_output = ClearOutput(remove_metadata_fields={"collapsed", "scrolled", "execution"})
     for preprocessor in (ClearSolutions(), ClearHiddenTests(), clear_output, LockCells()):
         nb, resources = preprocessor.preprocess(nb, resources)
+    for cell in nb.cells:  # answers off the page: the lesson's own code for an exercise, replaced
+        replacement = cell.metadata.pop(STUDENT_KEY, {}).get("student_source")
+        if replacement is not None:
+            cell.source = replacement
     # The reference run's widget states (progress bars with its timings) are not the student's, and would make the
     # student version depend on the last execution of the course notebook, not only on its sources.
     nb.metadata.pop("widgets", None)

@@ -14,12 +14,18 @@ exception or a timeout stops only the cell where it happens: the kernel is inter
 ignores the interrupt, and brought back to where it was, and the cells after it still run, so each failure costs
 only the exercises that depend on it. Written answers are listed for grading by hand.
 
-The kernel is confined (``sandbox.py``): an environment without the grader's secrets, a temporary working
-directory holding a copy of the submission, limits on CPU time, memory, processes and file size, and no network
-where Linux allows unprivileged user and network namespaces (the report says which).
+The kernel is confined behind an operating-system boundary (``sandbox.py``, with bubblewrap): new user, network,
+PID and IPC namespaces and its own session; the system, the Python environment and this package read-only; the
+course notebooks (reference solutions, hidden tests) not visible at all; a private, empty HOME (so IPYTHONDIR) and
+/tmp, made fresh for each kernel; a working folder and a data folder made fresh for each submission; an environment
+without the grader's secrets; limits on CPU time, memory, processes, file size and output. Where bubblewrap cannot
+confine (not installed, or no unprivileged user namespaces), the grader refuses to grade, unless told
+``--unconfined``, which the report then prints. Results that the tests compare must be plain tensors or plain
+Python values (``grader_guard.plain``): a tensor subclass that answers every comparison itself scores 0.
 
-The course notebook defaults to ``notebooks/<same name>`` in the current directory or in the repository this
-package sits in. ``--json`` prints the result for a learning-management system instead of the table.
+The course notebook defaults to ``notebooks/<same name>`` in the current directory or in the checkout this package
+sits in, never the submission itself; a submission that is its own course notebook is refused.
+``--json`` prints the result for a learning-management system instead of the table.
 """
 
 from __future__ import annotations
@@ -34,12 +40,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .assignments import nbgrader_meta
-from .grader_guard import NOT_RESTORABLE
+from .grader_guard import NOT_RESTORABLE, UNTRUSTED
 from .course import NOTEBOOK_DIR
 from .settings import SCALES
 
 PASSED, FAILED, TIMEOUT, MISSING, MANUAL = "passed", "failed", "timeout", "missing", "graded by hand"
 TAMPERED = "tampering"
+KERNEL_DIED = "the kernel died (the process crashed, ran out of memory or hit a resource limit)"
 TESTS_SUFFIX = "-tests"
 
 
@@ -58,7 +65,8 @@ class GradeReport:
     scale: str
     seconds: float
     exercises: list[Exercise] = field(default_factory=list)
-    other_errors: list[str] = field(default_factory=list)  # errors outside the test cells, for the instructor
+    other_errors: list[str] = field(default_factory=list)  # errors outside the test cells, their kind only
+    details: list[str] = field(default_factory=list)  # the same errors in full, for the instructor (--details)
     confinement: str = ""  # how the kernel was confined
 
     @property
@@ -73,12 +81,14 @@ class GradeReport:
     def manual_points(self) -> float:
         return sum(e.points for e in self.exercises if e.status == MANUAL)
 
-    def to_json(self) -> str:
+    def to_json(self, details: bool = False) -> str:
         data = asdict(self)
+        if not details:
+            del data["details"]
         data.update(score=self.score, max_score=self.max_score, manual_points=self.manual_points)
         return json.dumps(data, indent=2)
 
-    def table(self) -> str:
+    def table(self, details: bool = False) -> str:
         width = max([len(e.grade_id) for e in self.exercises] + [8])
         lines = [f"{self.notebook}: graded at the {self.scale} scale in {self.seconds:.0f} s",
                  f"confinement: {self.confinement}", "",
@@ -91,21 +101,32 @@ class GradeReport:
         if self.manual_points:
             lines.append(f"written answers, to grade by hand: {self.manual_points:g} points")
         lines += [f"note: {error}" for error in self.other_errors]
+        if details:
+            lines += [f"detail: {error}" for error in self.details]
         return "\n".join(lines)
 
 
 def default_source(student: Path) -> Path:
-    """``notebooks/<name>`` in the current directory, else in the checkout this package sits in."""
+    """``notebooks/<name>`` in the current directory, else in the checkout this package sits in; never the
+    submission itself (a plain pip install has no checkout: then the instructor names it with --source)."""
     candidates = [Path.cwd() / NOTEBOOK_DIR / student.name,
                   Path(__file__).resolve().parent.parent / NOTEBOOK_DIR / student.name]
     for candidate in candidates:
-        if candidate.is_file() and candidate.resolve() != student.resolve():
+        if candidate.is_file() and not _same_file(candidate, student):
             return candidate
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no course notebook named {student.name} in ./{NOTEBOOK_DIR} or next to the package: "
-                            "pass it with --source")
+    raise FileNotFoundError(f"no course notebook named {student.name} in ./{NOTEBOOK_DIR} or next to the package "
+                            "(other than the submission itself): pass it with --source")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class Unconfined(RuntimeError):
+    """Raised when the grader cannot confine the kernel and was not told to grade unconfined."""
 
 
 def _read(path: Path, what: str):
@@ -170,6 +191,18 @@ def _error_text(error) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _error_kind(text: str) -> str:
+    """An ordinary cell's error, reduced to its kind when that is one of Python's own (a student's code chooses
+    the rest, which would make the report a channel back to the student)."""
+    import builtins
+
+    kind = text.partition(":")[0].strip()
+    if text == KERNEL_DIED or kind in ("Timeout", "Deadline"):
+        return text
+    known = isinstance(getattr(builtins, kind, None), type) and issubclass(getattr(builtins, kind), BaseException)
+    return f"{kind if known else 'an exception'} (message withheld)"
+
+
 # ----------------------------------------------------------------------------------------------- confinement
 
 # Variables a kernel may inherit; everything else (tokens, credentials, cloud keys) is dropped.
@@ -196,39 +229,44 @@ def kernel_environment(environ=None, scale: str | None = None) -> dict[str, str]
 
 @dataclass
 class Limits:
-    """Per kernel: CPU seconds, address space, processes and threads of the user, the size of a written file, and
-    whether to cut the network (user and network namespaces, where the platform allows it)."""
+    """Per kernel: CPU seconds, address space, processes and threads of the user, the size of a written file."""
 
     cpu_seconds: int | None = None  # None: the deadline times the cores (set by grade())
     memory_bytes: int = 16 * 2**30
     processes: int = 4096
     file_bytes: int = 2 * 2**30
-    no_network: bool = True
 
     def describe(self) -> str:
         return (f"limits per kernel: {self.cpu_seconds} CPU s, {self.memory_bytes / 2**30:g} GiB of address space, "
                 f"{self.processes} processes and threads, {self.file_bytes / 2**30:g} GiB per file")
 
 
-def _kernel_manager(limits: Limits, workdir: Path):
+def _kernel_manager(limits: Limits, workdir: Path, confined: bool, env: dict[str, str]):
+    """A kernel manager whose kernel starts confined (``sandbox.confined_command``), or, with ``confined=False``,
+    under the resource limits alone. The kernel is interrupted by a message on its control channel, which works
+    across the PID namespace (a signal to bwrap would not reach it)."""
     from jupyter_client import AsyncKernelManager
 
-    status = workdir / ".sandbox-status.json"
+    from .sandbox import confined_command
 
     class ConfinedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             command = super().format_kernel_cmd(extra_arguments)
-            wrapper = [sys.executable, "-m", "roberta_from_scratch.sandbox", "--memory-bytes", str(limits.memory_bytes),
-                       "--processes", str(limits.processes), "--file-bytes", str(limits.file_bytes),
-                       "--status", str(status), "--log", str(workdir / "kernel.log")]
+            inner = [sys.executable, "-m", "roberta_from_scratch.sandbox", "--memory-bytes", str(limits.memory_bytes),
+                     "--processes", str(limits.processes), "--file-bytes", str(limits.file_bytes),
+                     "--log", str(workdir / "kernel.log")]
             if limits.cpu_seconds:
-                wrapper += ["--cpu-seconds", str(limits.cpu_seconds)]
-            return [*wrapper, *(["--no-network"] if limits.no_network else []), "--", *command]
+                inner += ["--cpu-seconds", str(limits.cpu_seconds)]
+            inner += ["--", *command]
+            if not confined:
+                return inner
+            return confined_command(inner, writable=[workdir], workdir=workdir / "work", env=env)
 
     # Unix sockets, so that a kernel without a network still reaches the grader.
     km = ConfinedKernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"),
                                connection_file=str(workdir / "kernel.json"))
-    return km, status
+    km.kernel_spec.interrupt_mode = "message"
+    return km
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -241,14 +279,13 @@ class Run:
     results: dict[int, str | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     scale: str = "unknown"
-    network: str = "not confined"
 
 
 class _Kernel:
     """A kernel with the grader's guard installed, restarted (and its state replayed) when it dies or hangs."""
 
-    def __init__(self, client, status: Path):
-        self.client, self.status = client, status
+    def __init__(self, client):
+        self.client = client
         self.guard = "_rfs_guard_" + secrets.token_hex(8)  # a name that student code cannot know in advance
 
     def request(self, expressions: dict[str, str], timeout: float = 60) -> dict:
@@ -281,15 +318,6 @@ class _Kernel:
         except Exception:
             return None
 
-    def network(self) -> str:
-        try:
-            status = json.loads(self.status.read_text())
-        except (OSError, ValueError):
-            return "not confined (the sandbox wrote no status)"
-        if status.get("network_cut"):
-            return "cut (new user, network and PID namespaces)"
-        return f"not confined ({status.get('why_not')})"
-
     def responsive(self, seconds: float = 10) -> bool:
         try:
             self.request({"alive": "1"}, timeout=seconds)
@@ -306,14 +334,15 @@ class _Kernel:
 
 
 def execute(nb, directory: Path, timeout: int, deadline: float | None = None, limits: Limits | None = None,
-            env: dict[str, str] | None = None) -> Run:
+            env: dict[str, str] | None = None, confined: bool = True) -> Run:
     """Run every code cell in a fresh, confined kernel; see the module's docstring. ``deadline`` (seconds) bounds
     the whole run: cells after it are not run and get the reason as their error."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     limits = limits or Limits()
-    km, status = _kernel_manager(limits, directory)
+    env = env if env is not None else kernel_environment()
+    km = _kernel_manager(limits, directory, confined, env)
 
     class CappedClient(NotebookClient):
         """Keeps at most OUTPUT_BYTES of output per cell: a cell that prints without end cannot fill the grader's
@@ -332,9 +361,9 @@ def execute(nb, directory: Path, timeout: int, deadline: float | None = None, li
                             interrupt_on_timeout=True,
                             error_on_timeout={"ename": "Timeout", "evalue": f"the cell ran longer than {timeout} s",
                                               "traceback": []},
-                            resources={"metadata": {"path": str(directory)}})
+                            resources={"metadata": {"path": str(directory / "work")}})
     run = Run()
-    kernel = _Kernel(client, status)
+    kernel = _Kernel(client)
     start = time.monotonic()
 
     def left() -> float:
@@ -354,7 +383,7 @@ def execute(nb, directory: Path, timeout: int, deadline: float | None = None, li
             return text
         except DeadKernelError:
             recover(index)
-            return "the kernel died (the process crashed, ran out of memory or hit a resource limit)"
+            return KERNEL_DIED
 
     def recover(failed: int) -> None:
         """A new kernel, then the cells before ``failed`` that had run without error, run again, so that the
@@ -385,9 +414,8 @@ def execute(nb, directory: Path, timeout: int, deadline: float | None = None, li
 
 
 def _run_cells(client, kernel, nb, run, timeout, deadline, left, run_cell, env) -> None:
-    with client.setup_kernel(env=env if env is not None else kernel_environment()):
+    with client.setup_kernel(env=env):
         run.scale = kernel.install()
-        run.network = kernel.network()
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -402,7 +430,7 @@ def _run_cells(client, kernel, nb, run, timeout, deadline, left, run_cell, env) 
                     run.results[index] = ("Tampering: the kernel no longer answers the grader's check (IPython or "
                                           "the grader's guard was replaced)")
                     continue
-                lost = [u for u in undone if u.endswith(NOT_RESTORABLE)]
+                lost = [u for u in undone if u.endswith((NOT_RESTORABLE, UNTRUSTED))]
                 if lost:  # a tool replaced before the guard could save it: the test cannot be trusted
                     run.results[index] = "Tampering: " + ", ".join(lost[:4])
                     continue
@@ -417,18 +445,35 @@ def _run_cells(client, kernel, nb, run, timeout, deadline, left, run_cell, env) 
                     run.results[index] = f"Tampering: the test's tools were replaced while it ran ({what})"
 
 
+CONFINED = ("bubblewrap: new user, network, PID and IPC namespaces, its own session; system, Python environment "
+            "and package read-only; course notebooks not visible; private HOME and /tmp per kernel; fresh working "
+            "and data folders per submission")
+
+
 def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None = None, timeout: int = 300,
-          scale: str | None = "smoke", deadline: float | None = 1800, limits: Limits | None = None) -> GradeReport:
-    """Grade one notebook; see the module's docstring."""
+          scale: str | None = "smoke", deadline: float | None = 1800, limits: Limits | None = None,
+          unconfined: bool = False) -> GradeReport:
+    """Grade one notebook; see the module's docstring. Raises :class:`Unconfined` where bubblewrap cannot confine
+    the kernel; ``unconfined`` grades without confinement (resource limits only), and the report says so."""
+    import dataclasses
     import shutil
     import tempfile
+
+    from .sandbox import why_unconfined
 
     student_path = Path(student_path)
     student = _read(student_path, "the notebook to grade")
     source_path = Path(source_path) if source_path else default_source(student_path)
+    if _same_file(source_path, student_path):
+        raise ValueError(f"{student_path} is the course notebook itself: a submission is never graded against its "
+                         "own tests and solutions; name the course notebook with --source")
     source = _read(source_path, "the course notebook")
     nb, missing, ignored = restore_locked_cells(student, source)
-    import dataclasses
+    why_not = "asked for" if unconfined else why_unconfined()
+    if why_not and not unconfined:
+        raise Unconfined(f"cannot confine the student's kernel: {why_not}. Install bubblewrap, or grade with "
+                         "--unconfined on a machine you can afford to lose (the report will say so)")
+    confined = not unconfined
 
     limits = limits or Limits()
     if limits.cpu_seconds is None:
@@ -436,19 +481,26 @@ def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rfs-grade-") as workdir:
         workdir = Path(workdir)
-        shutil.copy(student_path, workdir / student_path.name)  # the kernel works in a copy, not the original
-        run = execute(nb, workdir, timeout, deadline, limits, kernel_environment(scale=scale))
+        (workdir / "work").mkdir()
+        (workdir / "data").mkdir()
+        shutil.copy(student_path, workdir / "work" / student_path.name)  # the kernel works in a copy
+        env = kernel_environment(scale=scale)
+        env["RFS_DATA_DIR"] = str(workdir / "data")  # nothing one submission writes reaches the next
+        run = execute(nb, workdir, timeout, deadline, limits, env, confined=confined)
     results = run.results
     report = GradeReport(student_path.name, run.scale, time.perf_counter() - start)
     report.other_errors += ignored
     report.other_errors += run.notes
-    report.confinement = (f"environment scrubbed; {limits.describe()}; network: {run.network}; working "
-                          "directory: a temporary copy")
+    report.confinement = (f"{CONFINED if confined else f'UNCONFINED (--unconfined: {why_not})'}; environment "
+                          f"scrubbed; {limits.describe()}")
     for index, cell in enumerate(nb.cells):
         meta = nbgrader_meta(cell)
         if not meta.get("grade"):
-            if cell.cell_type == "code" and results.get(index):
-                report.other_errors.append(f"cell {index} ({meta.get('grade_id') or 'lesson'}): {results[index]}")
+            if cell.cell_type == "code" and results.get(index):  # the kind of error only: the text is the
+                # student's to choose, and the report goes back to the student
+                where = f"cell {index} ({meta.get('grade_id') or 'lesson'}): "
+                report.other_errors.append(where + _error_kind(results[index]))
+                report.details.append(where + results[index])
             continue
         grade_id, points = meta["grade_id"], float(meta.get("points", 0))
         name = grade_id.removesuffix(TESTS_SUFFIX)
@@ -481,6 +533,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deadline", type=int, default=1800,
                         help="seconds allowed for the whole notebook; later exercises score 0 (default 1800)")
     parser.add_argument("--memory-gb", type=float, default=16, help="address space allowed to the kernel (default 16)")
+    parser.add_argument("--details", action="store_true",
+                        help="show the full error of every lesson cell that failed (for the instructor: a message "
+                             "is the student's to choose, so the report withholds it by default)")
+    parser.add_argument("--unconfined", action="store_true",
+                        help="grade without bubblewrap's confinement, resource limits only (the report says so)")
     parser.add_argument("--scale", default="smoke", choices=[*SCALES, ""], help="RFS_SCALE while grading (default smoke, the fastest); "
                                                          "'' keeps the environment's")
     args = parser.parse_args(argv)
@@ -490,10 +547,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--deadline must be at least 1 second and --memory-gb positive")
     limits = Limits(memory_bytes=int(args.memory_gb * 2**30))
     try:
-        report = grade(args.notebook, args.source, args.timeout, args.scale or None, args.deadline, limits)
-    except (FileNotFoundError, ValueError) as error:
+        report = grade(args.notebook, args.source, args.timeout, args.scale or None, args.deadline, limits,
+                       unconfined=args.unconfined)
+    except (FileNotFoundError, ValueError, Unconfined) as error:
         parser.error(str(error))
-    print(report.to_json() if args.json else report.table())
+    print(report.to_json(args.details) if args.json else report.table(args.details))
     sys.stdout.flush()
 
 

@@ -8,6 +8,13 @@ shell's and kernel's methods). ``Guard.check()`` puts back whatever differs from
 a function whose code was swapped, a new method that shadows an inherited one, a module replaced in
 ``sys.modules``) and returns the names it had to restore.
 
+Results that tests compare must be plain: ``plain(value)`` returns its argument when it is made only of exact
+``torch.Tensor``s (and PyTorch's own parameters and buffers), NumPy arrays and scalars, and Python's own numbers, strings, ``None``, tuples, lists and dicts of
+them, and raises :class:`NotPlain` otherwise; the comparison tools (``torch.testing.assert_close``, ``torch.equal``,
+``torch.allclose``, ``numpy.testing.assert_allclose``) are replaced, in the grader's kernel, by versions that call it
+on their arguments first, and ``check()`` reports a tensor subclass defined by notebook code as tampering: such a
+class can answer every comparison itself (``__torch_function__``, ``__eq__``, ``__bool__``).
+
 The grader calls ``check()`` through the Jupyter protocol's ``user_expressions``, which IPython evaluates without
 running any input or AST transformer, before each test cell (so the test runs with the real tools) and after it
 (so a test during which the student's code replaced a tool scores 0). This closes the cheap routes. It cannot stop
@@ -34,6 +41,7 @@ SHALLOW = ("builtins", "math", "operator", "functools", "torch", "torch.nn", "to
 # a function found there whose code is not transformers' own was replaced before the guard saw it.
 LATE = ("transformers.models.roberta.modeling_roberta", "transformers.activations")
 NOT_RESTORABLE = "(replaced before the grader saw it)"
+UNTRUSTED = "(it can answer any comparison itself: no later test can be trusted)"
 PACKAGE = "roberta_from_scratch"  # every submodule of the package, loaded at install time
 SHELL_STATE = ("custom_exceptions", "CustomTB", "input_transformer_manager")
 SHELL_LISTS = ("input_transformers_cleanup", "input_transformers_post", "ast_transformers")
@@ -81,6 +89,87 @@ def _library_wrapper(value, original) -> bool:
             return True
         seen += 1
     return False
+
+
+class NotPlain(TypeError):
+    """Raised when a graded result is not a plain value (a tensor subclass, an object with its own ``__eq__``)."""
+
+
+def plain(value, _depth: int = 0):
+    """``value`` itself if it is made only of plain values (see the module docstring), else :class:`NotPlain`."""
+    import numpy
+    import torch
+
+    kind = type(value)
+    if kind in (torch.Tensor, numpy.ndarray, torch.nn.Parameter, getattr(torch.nn, "Buffer", torch.Tensor)):
+        if kind is numpy.ndarray and value.dtype.kind == "O":
+            raise NotPlain("a NumPy array of Python objects cannot be graded: return numbers")
+        return value
+    if kind in (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size, range,
+                slice) or (isinstance(value, numpy.generic) and kind.__module__ == "numpy"):
+        return value
+    if kind in (tuple, list, dict, set, frozenset) and _depth < 20:
+        for item in (value.items() if kind is dict else value):
+            if kind is dict:
+                plain(item[0], _depth + 1)
+                plain(item[1], _depth + 1)
+            else:
+                plain(item, _depth + 1)
+        return value
+    raise NotPlain(f"a result of type {kind.__module__}.{kind.__qualname__} cannot be graded: the tests compare plain "
+                   "torch.Tensor objects and Python values only (a subclass could answer a comparison itself)")
+
+
+def _strict(name: str, function):
+    """``function`` with the two values it compares checked by ``plain`` first."""
+    import functools
+
+    @functools.wraps(function)
+    def strict(*args, **kwargs):
+        for value in (*args[:2], *(kwargs[k] for k in COMPARED if k in kwargs)):
+            plain(value)
+        return function(*args, **kwargs)
+
+    strict.__name__ = name
+    return strict
+
+
+COMPARED = ("actual", "expected", "input", "other", "desired", "x", "y")
+STRICT = (("torch.testing", "assert_close"), ("torch", "equal"), ("torch", "allclose"),
+          ("numpy.testing", "assert_allclose"), ("numpy.testing", "assert_array_equal"))
+
+
+def install_strict_comparisons() -> None:
+    for module_name, name in STRICT:
+        module = importlib.import_module(module_name)
+        original = getattr(module, name)
+        if getattr(original, "__name__", "") == name and getattr(original, "_rfs_strict", False):
+            continue
+        strict = _strict(name, original)
+        strict._rfs_strict = True
+        setattr(module, name, strict)
+
+
+def foreign_tensor_classes() -> list[str]:
+    """Subclasses of torch.Tensor (or NumPy's ndarray) with a method written in a notebook, not in installed code."""
+    import numpy
+    import torch
+
+    found, stack, seen = [], [torch.Tensor, numpy.ndarray], set()
+    while stack:
+        cls = stack.pop()
+        for sub in type.__subclasses__(cls):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            stack.append(sub)
+            for value in vars(sub).values():
+                function = getattr(value, "__func__", value)
+                function = getattr(function, "fget", function)
+                if isinstance(function, types.FunctionType) and not _installed_code(function):
+                    found.append(f"tensor subclass {sub.__qualname__} defined by the notebook {UNTRUSTED}")
+                    break
+    return found
 
 
 def _is_tool(value) -> bool:
@@ -206,7 +295,7 @@ class Guard:
                 changed.append(f"{label} (its code)")
         if self.shell is not None:
             changed += self._check_shell()
-        return changed
+        return changed + foreign_tensor_classes()
 
     def _check_shell(self) -> list[str]:
         shell, changed = self.shell, []
@@ -243,5 +332,6 @@ def install(name: str) -> str:
     from IPython import get_ipython  # not builtins.get_ipython: IPython puts it there only while a cell runs
 
     shell = get_ipython()
+    install_strict_comparisons()  # before the snapshot: the strict versions are what the guard puts back
     setattr(builtins, name, Guard(shell))
     return get_scale().name

@@ -1,49 +1,107 @@
-"""Start a command confined: resource limits always, no network where the platform allows it without privileges.
+"""Start a command confined behind an operating-system boundary, with bubblewrap (Debian's ``bubblewrap``).
+
+The autograder (``grade.py``) starts each student kernel as ``confined_command(...)``: ``bwrap`` puts it in new user,
+network, PID, IPC, UTS and cgroup namespaces (no network, not even the machine's own services; no view of any other
+process; its own session, so no signal of the grader's terminal reaches it and it can signal nothing outside),
+with a file system made of
+
+- read-only: the system's programs and libraries (``/usr`` and its links), the Python installation, the
+  virtual environment, and this package's own folder (not the checkout around it: the course notebooks, with
+  their reference solutions and hidden tests, are not visible at all);
+- read-write: the submission's working folder (a fresh temporary copy) and the folder of the kernel's Unix
+  sockets, nothing else of the grader's machine;
+- fresh, empty, size-limited and private to this one kernel: ``HOME`` (so ``IPYTHONDIR``), ``/tmp`` (``TMPDIR``);
+  a kernel restarted after a crash gets new ones.
+
+Inside, ``python -m roberta_from_scratch.sandbox`` sets the resource limits (``setrlimit``: CPU time, address space,
+processes and threads, size of a written file), gives the command /dev/null as input and a log file as output,
+and then becomes the command:
 
     python -m roberta_from_scratch.sandbox [--cpu-seconds S] [--memory-bytes B] [--processes N] [--file-bytes B]
-        [--no-network] [--status FILE] -- COMMAND ...
+        [--log FILE] -- COMMAND ...
 
-The autograder starts each student kernel through this wrapper (``grade.py``). Limits are set with ``setrlimit``
-(CPU time, address space, processes and threads of the user, size of a written file). ``--no-network`` moves the
-process into new user, network and PID namespaces (Linux, unprivileged where the kernel allows it): the new network
-namespace has no interface but a loopback that is down, so nothing can be reached, not even the host's own
-services, and in its own PID namespace the command cannot signal the grader, and what it leaves running ends with
-it. Its standard input, output and error never are the grader's (``--log`` keeps the output in a file). The kernel then talks to the grader over Unix sockets (Jupyter's ``ipc`` transport). ``--status`` names a
-file where the wrapper writes, before it starts the command, whether the network was cut and why not.
+``why_unconfined()`` says, in one line, why bubblewrap cannot confine here (not installed, or the kernel refuses
+it unprivileged user namespaces); the grader then refuses to grade unless told ``--unconfined``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
+import functools
 import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWPID = 0x20000000
-PR_SET_PDEATHSIG = 1
+HOME = "/home/student"  # inside the sandbox
+# Files of /etc that a Python process may read (users, name service, dynamic linker, time zone); the rest of /etc
+# (shadow passwords, keys, the grader's configuration) is not there.
+ETC = ("/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ld.so.cache", "/etc/ld.so.conf",
+       "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives", "/etc/fonts", "/etc/mime.types")
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
-def cut_network() -> str | None:
-    """Enter new user, network and PID namespaces, keeping this user's uid and gid; None on success, else why
-    not. In its own PID namespace the command can neither see nor signal the grader or any other process of the
-    machine, and every process it leaves behind ends with it."""
-    if not sys.platform.startswith("linux"):
-        return f"network namespaces exist only on Linux (this is {sys.platform})"
-    uid, gid = os.getuid(), os.getgid()
+def bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=1)
+def why_unconfined() -> str | None:
+    """None where bubblewrap can confine a process here, else why not (asked of a real, confined ``true``)."""
+    program = bwrap()
+    if program is None:
+        return ("bubblewrap is not installed (Debian, Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install "
+                "bubblewrap`)")
+    probe = [program, "--unshare-all", "--die-with-parent", "--new-session",
+             *[arg for path in SYSTEM if os.path.exists(path) for arg in ("--ro-bind", path, path)],
+             "--proc", "/proc", "--dev", "/dev", "--", "true"]
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID) != 0:
-            return f"unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID) failed: {os.strerror(ctypes.get_errno())}"
-        for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
-                           ("/proc/self/gid_map", f"{gid} {gid} 1")):
-            with open(path, "w") as f:
-                f.write(text)
-    except (OSError, AttributeError) as error:
-        return f"entering the namespaces failed: {error}"
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not start ({error})"
+    if done.returncode != 0:
+        return (f"bubblewrap cannot create namespaces here ({done.stderr.strip() or done.returncode}); unprivileged "
+                "user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)")
     return None
+
+
+def readable_roots() -> list[str]:
+    """What the kernel may read besides the system: the Python installation, the environment, this package."""
+    package = str(Path(__file__).resolve().parent)
+    roots = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
+    roots.add(package)
+    # a root inside another is bound with it; the package of a non-editable install lies inside sys.prefix
+    return sorted(r for r in roots if not any(r != o and r.startswith(o + os.sep) for o in roots))
+
+
+def confined_command(command: list[str], *, writable: list[str | os.PathLike], workdir: str | os.PathLike,
+                     env: dict[str, str], home_bytes: int = 256 * 2**20, tmp_bytes: int = 2 * 2**30) -> list[str]:
+    """The bwrap command line that runs ``command`` as described in the module docstring. ``writable`` folders are
+    bound read-write at their own paths; ``workdir`` is where the command starts; ``env`` is its whole environment
+    (HOME, IPYTHONDIR, TMPDIR and the cache folders are set to the sandbox's own)."""
+    program = bwrap()
+    if program is None:
+        raise RuntimeError(why_unconfined())
+    args = [program, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    for path in SYSTEM:
+        if os.path.lexists(path):
+            args += ["--ro-bind", path, path] if not os.path.islink(path) else ["--symlink", os.readlink(path), path]
+    for path in ETC:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for root in readable_roots():
+        args += ["--ro-bind", root, root]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+             "--size", str(home_bytes), "--tmpfs", HOME]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
+    inside = {**env, "HOME": HOME, "IPYTHONDIR": f"{HOME}/.ipython", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/mpl",
+              "XDG_CACHE_HOME": f"{HOME}/.cache", "XDG_CONFIG_HOME": f"{HOME}/.config", "HF_HOME": f"{HOME}/.hf",
+              "PYTHONNOUSERSITE": "1"}
+    for key, value in sorted(inside.items()):
+        args += ["--setenv", key, value]
+    return [*args, "--chdir", str(workdir), "--", *command]
 
 
 def set_limits(cpu_seconds: int | None, memory_bytes: int | None, processes: int | None,
@@ -55,7 +113,7 @@ def set_limits(cpu_seconds: int | None, memory_bytes: int | None, processes: int
         if value:
             soft, hard = resource.getrlimit(limit)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(limit, (value, hard))
+            resource.setrlimit(limit, (value, value))  # hard as well: the command cannot raise it again
 
 
 def detach_descriptors(log: str | None) -> None:
@@ -69,27 +127,6 @@ def detach_descriptors(log: str | None) -> None:
     os.closerange(3, 65536)
 
 
-def run_as_init(command: list[str]) -> None:
-    """Fork: the child (process 1 of the new PID namespace) runs the command and dies with this process; this
-    process forwards interrupts to it and exits with its status."""
-    import signal
-
-    child = os.fork()
-    if child == 0:
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        os.execvp(command[0], command)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, frame: os.kill(child, number))
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(code if code >= 0 else 128 - code)  # killed by signal N: 128 + N, as a shell reports it
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
@@ -100,21 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-bytes", type=int)
     parser.add_argument("--processes", type=int)
     parser.add_argument("--file-bytes", type=int)
-    parser.add_argument("--no-network", action="store_true")
-    parser.add_argument("--status")
     parser.add_argument("--log", help="where the command's standard output and error go (default: nowhere)")
     args = parser.parse_args(argv[:split])
     command = argv[split + 1:]
     if not command:
         sys.exit("sandbox: no command to run after --")
-    why_not = cut_network() if args.no_network else "not requested"
-    if args.status:
-        with open(args.status, "w") as f:
-            json.dump({"network_cut": why_not is None, "why_not": why_not}, f)
     set_limits(args.cpu_seconds, args.memory_bytes, args.processes, args.file_bytes)
     detach_descriptors(args.log)
-    if why_not is None:
-        run_as_init(command)
     os.execvp(command[0], command)
 
 

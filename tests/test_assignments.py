@@ -9,12 +9,17 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from roberta_from_scratch import assignments, grade
+from roberta_from_scratch import assignments, grade, sandbox
 from roberta_from_scratch.course import ASSIGNMENT_DIR, COURSE_MAP, colab_url, notebook_text
 
 NOTEBOOKS = assignments.exercise_notebooks(ROOT / "notebooks")
 CORE = [c.notebook for c in COURSE_MAP if re.match(r"(0[1-79]|10)_", c.notebook)]  # 08 (scaling) has no exercises
 ids = [p.stem for p in NOTEBOOKS]
+# Grading needs bubblewrap (Debian's `bubblewrap`; .ci/run installs it); without it, the tests that are about
+# grading itself grade unconfined (the report says so), and the tests that are about confinement are skipped.
+WHY_UNCONFINED = sandbox.why_unconfined()
+UNCONFINED = {"unconfined": WHY_UNCONFINED is not None}
+needs_confinement = pytest.mark.skipif(WHY_UNCONFINED is not None, reason=f"cannot confine: {WHY_UNCONFINED}")
 
 
 def meta(cell):
@@ -51,8 +56,19 @@ def test_every_core_notebook_has_two_to_four_graded_exercises():
         assert hidden_lines({"cells": cells}), f"{path.name} has no hidden tests"
 
 
+def distinctive(line):
+    """A line of a solution that would give the answer away: not an import, a signature, a bare return, a comment or
+    a docstring, and at least 16 characters long."""
+    text = line.strip()
+    return len(text) >= 16 and not text.startswith(("#", "import ", "from ", "def ", "class ", "return ", '"""',
+                                                     "raise NotImplementedError"))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_student_version_keeps_no_solution_and_no_hidden_test(path):
+    """Catches: an answer on the page, in the exercise (a solution line left in) or in a lesson cell above it (the
+    lesson's own code for the same piece: its student version must do that step with the package instead,
+    assignments.STUDENT_KEY), and a hidden test left in."""
     source = json.loads(path.read_text())
     student = json.loads(notebook_text(assignments.student_version(path)))
     solutions = assignments.solution_lines(source)
@@ -61,12 +77,9 @@ def test_student_version_keeps_no_solution_and_no_hidden_test(path):
     def lines(cells):
         return {line.strip() for c in cells for line in "".join(c["source"]).splitlines()}
 
-    exercise_lines = lines(c for c in student["cells"] if meta(c))
     every_line = lines(student["cells"])
-    lesson_lines = lines(c for c in source["cells"] if not meta(c))  # what the lessons show anyway
-    for line in solutions:
-        assert line.strip() not in exercise_lines, f"solution line left in an exercise: {line!r}"
-        assert line.strip() in lesson_lines or line.strip() not in every_line, f"solution line left: {line!r}"
+    left = [line.strip() for line in solutions if distinctive(line) and line.strip() in every_line]
+    assert not left, f"answers on the page: these lines of the reference solutions are in the student version: {left}"
     visible = set(hidden_lines(source, hidden=False))  # a hidden line may repeat a visible one
     for line in hidden_lines(source):
         assert line in visible or line not in every_line, f"hidden test line left: {line!r}"
@@ -89,13 +102,15 @@ FULL_MARKS = [p for p in NOTEBOOKS if p.name == "02_attention.ipynb"]
 
 
 @pytest.mark.parametrize("path", FULL_MARKS, ids=[p.stem for p in FULL_MARKS])
-def test_solutions_score_full_marks(path):
+def test_solutions_score_full_marks(path, tmp_path):
     """Catches: a grader that does not give full marks to right answers (the whole path: sandboxed kernel, guard,
     restored test cells, scoring). One notebook suffices for the path: that every course notebook's solutions pass
     their visible and hidden tests is what the notebook suite (nbval) checks, since the course notebooks hold both,
     and that each one runs in the grader's sandbox is what the shortcut test below checks, grading every notebook."""
     assert FULL_MARKS
-    report = grade.grade(path, path)
+    submission = tmp_path / path.name
+    submission.write_bytes(path.read_bytes())
+    report = grade.grade(submission, path, **UNCONFINED)
     assert report.score == report.max_score > 0, report.table()
     assert all(e.status in (grade.PASSED, grade.MANUAL) for e in report.exercises)
     assert report.other_errors == []
@@ -127,12 +142,19 @@ def test_a_crash_or_a_timeout_costs_only_its_exercise(tmp_path):
         ("raises", "    raise ValueError('wrong')"),
         ("right", "    return base + 1"),  # needs the lesson cell's state, after the kernel was restarted
     ])
-    report = grade.grade(source, source, timeout=3)
+    report = grade.grade(copy_of(source), source, timeout=3, **UNCONFINED)
     results = {e.grade_id: (e.score, e.status) for e in report.exercises}
     assert results == {"loops": (0, grade.TIMEOUT), "crashes": (0, grade.FAILED), "raises": (0, grade.FAILED),
                        "right": (1, grade.PASSED)}
     assert "kernel died" in report.exercises[1].message and "ValueError: wrong" in report.exercises[2].message
     assert not kernels_left(), "a kernel outlived its grading"
+
+
+def copy_of(path):
+    """A submission that is the course notebook's content in another file (the grader refuses the file itself)."""
+    copy = path.with_name("submission-" + path.name)
+    copy.write_bytes(path.read_bytes())
+    return copy
 
 
 def kernels_left():
@@ -147,7 +169,7 @@ def kernels_left():
             command = (proc / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"roberta_from_scratch.sandbox" in command:
+        if ppid == os.getpid() and (b"roberta_from_scratch.sandbox" in command or b"bwrap" in command):
             left.append(proc.name)
     return left
 
@@ -158,14 +180,15 @@ def test_edited_or_deleted_tests_are_put_back(tmp_path):
     student.cells[2].source = "pass  # the student disabled the test"
     del student.cells[4]  # and deleted another
     nbformat.write(student, tmp_path / "student.ipynb")
-    report = grade.grade(tmp_path / "student.ipynb", source)
+    report = grade.grade(tmp_path / "student.ipynb", source, **UNCONFINED)
     assert [(e.grade_id, e.score, e.status) for e in report.exercises] == [("weak", 0, grade.FAILED),
                                                                           ("gone", 0, grade.MISSING)]
 
 
 def test_command_line_json_and_bad_input(tmp_path, capsys):
     source = small_assignment(tmp_path / "source.ipynb", [("right", "    return base + 1")])
-    grade.main([str(source), "--source", str(source), "--json"])
+    grade.main([str(copy_of(source)), "--source", str(source), "--json",
+                *(["--unconfined"] if WHY_UNCONFINED else [])])
     result = json.loads(capsys.readouterr().out)
     assert (result["score"], result["max_score"]) == (1, 1) and result["exercises"][0]["status"] == grade.PASSED
     with pytest.raises(SystemExit):
@@ -182,7 +205,8 @@ def test_command_line_json_and_bad_input(tmp_path, capsys):
 
 def test_nbgrader_itself_accepts_the_course_notebooks_and_agrees(tmp_path):
     """An instructor who runs nbgrader (without its database) gets the same student cells as `make assignments`,
-    apart from the Colab badge, which ours points at assignments/."""
+    apart from the Colab badge, which ours points at assignments/, and the lesson cells whose code an exercise asks
+    for, which nbgrader leaves on the page."""
     import shutil
     import subprocess
     import sys
@@ -198,7 +222,10 @@ def test_nbgrader_itself_accepts_the_course_notebooks_and_agrees(tmp_path):
         theirs = json.loads((tmp_path / "release" / "ps" / path.name).read_text())["cells"]
         ours = json.loads((ROOT / ASSIGNMENT_DIR / path.name).read_text())["cells"]
         assert len(theirs) == len(ours), path.name
+        course = json.loads(path.read_text())["cells"]
         for index, (a, b) in enumerate(zip(ours[1:], theirs[1:]), start=1):
+            if assignments.STUDENT_KEY in course[index].get("metadata", {}):
+                continue  # answers off the page: nbgrader does not know this step (README, for instructors)
             assert "".join(a["source"]) == "".join(b["source"]), f"{path.name}, cell {index}"
 
 
@@ -239,9 +266,9 @@ def test_student_version_and_package_shortcuts_score_zero(path, tmp_path):
     assert replaced == set(shortcuts), "a shortcut names no solution cell"
     nbformat.write(submission, tmp_path / path.name)
 
-    strict = grade.grade(tmp_path / path.name, path)
+    strict = grade.grade(tmp_path / path.name, path, **UNCONFINED)
     lesson_errors = [error for error in strict.other_errors if "(lesson)" in error]
-    assert not lesson_errors, f"the lesson cells fail in the grader's sandbox: {lesson_errors}"
+    assert not lesson_errors, f"the lesson cells fail in the grader's sandbox: {strict.details}"
     automatic = [e for e in strict.exercises if e.status != grade.MANUAL]
     assert len(automatic) >= 2
     for exercise in automatic:
@@ -335,7 +362,7 @@ def test_exploits_in_an_unsolved_notebook_score_nothing(tmp_path):
     test_cell.metadata["nbgrader"]["points"] = 50
     student.cells.append(nbformat.v4.new_code_cell("pass", metadata=json.loads(json.dumps(test_cell.metadata))))
     nbformat.write(student, tmp_path / "student.ipynb")
-    report = grade.grade(tmp_path / "student.ipynb", source, timeout=4, deadline=240)
+    report = grade.grade(tmp_path / "student.ipynb", source, timeout=4, deadline=240, **UNCONFINED)
     scores = {e.grade_id: (e.score, e.status) for e in report.exercises}
     assert set(scores) == set(EXPLOITS), report.table()  # 'bonus' is not an exercise, 'right' is graded once
     for name in EXPLOITS:
@@ -349,24 +376,12 @@ def test_exploits_in_an_unsolved_notebook_score_nothing(tmp_path):
     assert "ignored the interrupt" in notes and "input_transformers_post" in notes
 
 
-def namespaces_available(tmp_path) -> bool:
-    """Whether the sandbox can enter new user, network and PID namespaces here (asked of a child process)."""
-    import subprocess
-    import sys
-
-    status = tmp_path / "probe.json"
-    subprocess.run([sys.executable, "-m", "roberta_from_scratch.sandbox", "--no-network", "--status", str(status),
-                    "--", "true"], timeout=60)
-    return json.loads(status.read_text())["network_cut"]
-
-
+@needs_confinement
 def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadline(tmp_path, monkeypatch, capfd):
     """Catches: a kernel that inherits the grader's secrets or works in the submission's folder; one that reaches
-    the network (a socket listening on this machine) where Linux lets an unprivileged user cut it; one that writes
-    a forged JSON report into the grader's own output or kills the grader; a notebook whose cells all hang,
-    ignoring the interrupt, holding the grader for cells x timeout; and a report that names the caller's scale
-    instead of the scale the kernel ran at. Where the namespaces are unavailable, the report must say so (and the
-    kernel could then signal the grader: the README says so)."""
+    the network (a socket listening on this machine); one that writes a forged JSON report into the grader's own
+    output or kills its parent; a notebook whose cells all hang, ignoring the interrupt, holding the grader for
+    cells x timeout; and a report that names the caller's scale instead of the scale the kernel ran at."""
     import socket
     import threading
     import time
@@ -396,8 +411,7 @@ def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadlin
     cells = {meta(c).get("grade_id"): c for c in student.cells}
     cells["forge"].source = ("import os\nos.write(1, b'{\"score\": 100, \"max_score\": 100}\\n')\n"
                              "os.write(2, b'forged\\n')\ndef forge():\n    return 0\n")
-    if namespaces_available(tmp_path):  # else the kernel's parent is this very process: it would kill the tests
-        cells["after"].source = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef after():\n    return 42\n"
+    cells["after"].source = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef after():\n    return 42\n"
     nbformat.write(student, tmp_path / "student.ipynb")
     capfd.readouterr()
     start = time.monotonic()
@@ -410,13 +424,200 @@ def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadlin
     result = json.loads(out)  # one report, nothing written before it
     scores = {e["grade_id"]: (e["score"], e["status"], e["message"]) for e in result["exercises"]}
     assert result["scale"] == "smoke" and "environment scrubbed" in result["confinement"]
+    assert result["confinement"].startswith("bubblewrap: new user, network, PID")
     assert scores["env"][:2] == (1, grade.PASSED), scores["env"]
     assert scores["forge"][0] == 0
     assert all(scores[f"hang{i}"][:2] == (0, grade.TIMEOUT) for i in range(6))
     assert any("deadline" in scores[f"hang{i}"][2] for i in range(6)), scores
     assert elapsed < 30 + 60, elapsed  # the deadline, plus one kernel start and one restart
-    if "network: cut" in result["confinement"]:
-        assert scores["offline"][:2] == (1, grade.PASSED), scores["offline"]
-        assert scores["after"][0] == 0 and "kernel died" in " ".join(result["other_errors"]), result["other_errors"]
-    else:
-        assert "network: not confined (" in result["confinement"]
+    assert scores["offline"][:2] == (1, grade.PASSED), scores["offline"]
+    # its parent is the sandbox's own init (PID namespace): the grader is out of reach and grades the right answer
+    assert scores["after"][:2] == (1, grade.PASSED), scores["after"]
+
+
+# ----------------------------------------------------------------------------------------------- the second round
+
+ATTACK_NAMES = ("00-rfs-attack.py", "zz-rfs-attack.pth", "zz_rfs_attack.py", "zz-rfs-attack")
+
+
+def host_state():
+    """What a kernel must never change on the grader's machine: the grader's IPython and Jupyter folders, the
+    package, the course notebooks (every file, with its size and time), and the names at the top of the
+    environment's site-packages and the temporary folder."""
+    import site
+    import tempfile
+    from pathlib import Path
+
+    state = {}
+    for folder in (Path.home() / ".ipython", Path.home() / ".jupyter", Path(sandbox.__file__).parent,
+                   ROOT / "notebooks"):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if "__pycache__" not in path.parts:
+                stat = path.stat()
+                state[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    for folder in (*site.getsitepackages(), tempfile.gettempdir()):
+        state[folder] = sorted(p.name for p in Path(folder).iterdir() if p.name in ATTACK_NAMES)
+    return state
+
+
+POISON = """import os, pathlib, site
+import roberta_from_scratch
+payload = ("import torch, torch.testing\\ntorch.testing.assert_close = lambda *a, **k: None\\n"
+           "torch.equal = lambda *a, **k: True\\n")
+targets = [pathlib.Path.home() / ".ipython/profile_default/startup/00-rfs-attack.py",
+           pathlib.Path(os.environ.get("IPYTHONDIR", "/nowhere")) / "profile_default/startup/00-rfs-attack.py",
+           pathlib.Path(HOST_HOME) / ".ipython/profile_default/startup/00-rfs-attack.py",
+           *[pathlib.Path(p) / "zz-rfs-attack.pth" for p in site.getsitepackages()],
+           pathlib.Path(roberta_from_scratch.__file__).parent / "zz_rfs_attack.py",
+           pathlib.Path("/tmp/zz-rfs-attack")]
+for target in targets:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(payload if target.suffix == ".py" else "import os; os.environ['RFS_ATTACKED'] = '1'\\n")
+    except OSError:
+        pass
+os._exit(1)  # the kernel restarts: an IPython startup file in the grader's HOME would run before the guard
+"""
+SUBCLASS = """import torch
+class Always(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return True
+    def __eq__(self, other):
+        return True
+    def __bool__(self):
+        return True
+def subclass():
+    return torch.zeros(()).as_subclass(Always)
+"""
+DUMMY = "import torch\ndef {name}():\n    return torch.tensor(0.0)\n"
+TENSOR_TEST = ("import torch\ntorch.testing.assert_close({name}(), torch.tensor(42.0))\n"
+               "if not torch.equal({name}(), torch.tensor(42.0)):\n    raise AssertionError('wrong')")
+
+
+@needs_confinement
+def test_second_round_attacks_score_nothing_and_leave_the_machine_unchanged(tmp_path):
+    """Catches: a submission that writes an IPython startup file into the grader's HOME (or a .pth into the
+    environment, or a module into the package) and crashes, so that its restarted kernel, and every later
+    submission, runs with assert helpers that always pass; and a tensor subclass that answers every comparison
+    itself. Each scores 0, a later honest-but-wrong submission scores 0, and no file appears on the grader's
+    machine."""
+    from pathlib import Path
+
+    before = host_state()
+    exploits = {"poison": (POISON.replace("HOST_HOME", repr(str(Path.home()))), TENSOR_TEST.format(name="poison")),
+                **{f"dummy{i}": (DUMMY.format(name=f"dummy{i}"), TENSOR_TEST.format(name=f"dummy{i}"))
+                   for i in range(2)},
+                "right": ("def right():\n    return base + 1", "assert right() == 42"),
+                # last: no test after a tensor subclass is defined can be trusted, so every later one scores 0
+                "subclass": (SUBCLASS, TENSOR_TEST.format(name="subclass") + "\nassert subclass() == 42")}
+    source, student = hostile_assignment(tmp_path / "source.ipynb", exploits)
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:  # the right answers, as tensors
+        if meta(cell).get("solution") and meta(cell)["grade_id"] != "right":
+            cell.source = f"import torch\ndef {meta(cell)['grade_id']}():\n    return torch.tensor(42.0)"
+    nbformat.write(nb, source)
+    nbformat.write(student, tmp_path / "student.ipynb")
+    report = grade.grade(tmp_path / "student.ipynb", source, timeout=20, deadline=300)
+    scores = {e.grade_id: (e.score, e.status) for e in report.exercises}
+    assert scores == {"poison": (0, grade.FAILED), "dummy0": (0, grade.FAILED), "dummy1": (0, grade.FAILED),
+                      "subclass": (0, grade.TAMPERED), "right": (1, grade.PASSED)}, report.table()
+
+    later = nbformat.read(source, as_version=4)  # a later submission: wrong answers, no attack
+    for cell in later.cells:
+        if meta(cell).get("solution"):
+            cell.source = DUMMY.format(name=meta(cell)["grade_id"])
+    nbformat.write(later, tmp_path / "later.ipynb")
+    report = grade.grade(tmp_path / "later.ipynb", source, timeout=20, deadline=300)
+    assert report.score == 0, report.table()
+    assert host_state() == before, "a kernel changed the grader's machine"
+    assert grade.grade(copy_of(source), source).score == len(exploits)  # the right answers still score
+
+
+def test_plain_accepts_values_and_refuses_what_answers_for_itself():
+    import numpy
+    import torch
+
+    from roberta_from_scratch.grader_guard import NotPlain, plain
+
+    value = {"ids": [1, 2], "logits": torch.ones(2), "array": numpy.zeros(3), "n": numpy.float32(1), "s": "x"}
+    assert plain(value) is value and plain((torch.float32, torch.Size([2]), None)) is not None
+    assert plain(torch.nn.Linear(2, 2).weight) is not None  # PyTorch's own subclass, answering nothing itself
+
+    class Sub(torch.Tensor):
+        pass
+
+    class Eq:
+        def __eq__(self, other):
+            return True
+
+    for bad in (torch.zeros(2).as_subclass(Sub), Eq(), [torch.ones(1), Eq()], {"k": Eq()},
+                numpy.array([Eq()], dtype=object)):
+        with pytest.raises(NotPlain):
+            plain(bad)
+
+
+@needs_confinement
+def test_reference_solutions_are_out_of_reach_while_grading(tmp_path):
+    """Catches: a submission that finds the course notebook (through the package's path, the working folder or a
+    search of the file system) and runs its solution cells: under the grader it finds nothing and scores 0;
+    unconfined, the same submission scores full marks, which shows that the attack works."""
+    path = ROOT / "notebooks" / "02_attention.ipynb"
+    submission = nbformat.read(ROOT / ASSIGNMENT_DIR / path.name, as_version=4)
+    thief = ("import json, pathlib, roberta_from_scratch\n"
+             "here = pathlib.Path(roberta_from_scratch.__file__).resolve().parent\n"
+             "places = [here.parent / 'notebooks', pathlib.Path.cwd().parent / 'notebooks', pathlib.Path.home()]\n"
+             "found = [p for place in places for p in sorted(place.glob('**/02_attention.ipynb')) if p.is_file()\n"
+             "         and 'BEGIN SOLUTION' in p.read_text()]\n"
+             "for cell in json.loads(found[0].read_text())['cells']:\n"
+             "    if cell['metadata'].get('nbgrader', {}).get('solution') and cell['cell_type'] == 'code':\n"
+             "        exec(''.join(cell['source']), globals())\n")
+    solutions = [c for c in submission.cells if meta(c).get("solution") and c.cell_type == "code"]
+    solutions[0].source = thief
+    for cell in solutions[1:]:
+        cell.source = "pass"
+    nbformat.write(submission, tmp_path / path.name)
+    confined = grade.grade(tmp_path / path.name, path)
+    assert confined.score == 0 and confined.max_score > 0, confined.table()
+    loose = grade.grade(tmp_path / path.name, path, unconfined=True)
+    assert loose.score == loose.max_score and "UNCONFINED" in loose.confinement, loose.table()
+
+
+def test_a_submission_is_never_its_own_course_notebook(tmp_path, monkeypatch):
+    """Catches: a grader that, with no course notebook beside the package (a plain pip install), grades a
+    submission against itself (the student's own 'tests' and 'solutions'), or is handed the same file twice."""
+    own = tmp_path / "notebooks" / "99_own.ipynb"
+    own.parent.mkdir()
+    small_assignment(own, [("right", "    return base + 1")])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="other than the submission itself"):
+        grade.default_source(own)
+    with pytest.raises(ValueError, match="is the course notebook itself"):
+        grade.grade(own, own, **UNCONFINED)
+
+
+def test_unconfined_grading_is_refused_unless_asked_and_then_reported(tmp_path, monkeypatch, capsys):
+    source = small_assignment(tmp_path / "source.ipynb", [("right", "    return base + 1")])
+    monkeypatch.setattr(sandbox, "why_unconfined", lambda: "bubblewrap is not installed (a test)")
+    with pytest.raises(grade.Unconfined, match="bubblewrap is not installed"):
+        grade.grade(copy_of(source), source)
+    with pytest.raises(SystemExit):
+        grade.main([str(copy_of(source)), "--source", str(source)])
+    assert "cannot confine" in capsys.readouterr().err
+    report = grade.grade(copy_of(source), source, unconfined=True)
+    assert report.score == 1 and report.confinement.startswith("UNCONFINED (--unconfined: asked for)")
+
+
+def test_errors_of_ordinary_cells_reach_the_report_without_their_text(tmp_path):
+    """Catches: the grade report as a channel back to the student (a lesson or solution cell's error message,
+    chosen by the student, copied into the report)."""
+    source = small_assignment(tmp_path / "source.ipynb", [("right", "    return base + 1")])
+    student = nbformat.read(source, as_version=4)
+    student.cells.insert(1, nbformat.v4.new_code_cell("raise ValueError('the hidden test reads 41')"))
+    student.cells.insert(2, nbformat.v4.new_code_cell("class Leak(Exception):\n    pass\nraise Leak('secret')"))
+    nbformat.write(student, tmp_path / "student.ipynb")
+    report = grade.grade(tmp_path / "student.ipynb", source, **UNCONFINED)
+    assert report.other_errors == ["cell 1 (lesson): ValueError (message withheld)",
+                                   "cell 2 (lesson): an exception (message withheld)"], report.other_errors
+    assert report.score == 1 and "hidden test" not in report.to_json() + report.table()
+    assert "the hidden test reads 41" in report.table(details=True) and "Leak: secret" in report.to_json(details=True)
