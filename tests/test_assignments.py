@@ -621,3 +621,28 @@ def test_errors_of_ordinary_cells_reach_the_report_without_their_text(tmp_path):
                                    "cell 2 (lesson): an exception (message withheld)"], report.other_errors
     assert report.score == 1 and "hidden test" not in report.to_json() + report.table()
     assert "the hidden test reads 41" in report.table(details=True) and "Leak: secret" in report.to_json(details=True)
+
+
+MISTAKES = ROOT / "tests" / "mistakes"
+WITH_MISTAKES = [p for p in NOTEBOOKS if (MISTAKES / f"{p.stem}.json").is_file()]
+
+
+@pytest.mark.parametrize("path", WITH_MISTAKES, ids=[p.stem for p in WITH_MISTAKES])
+def test_plausible_mistakes_score_zero(path, tmp_path):
+    """Catches: tests too weak to tell a right answer from a plausible wrong one (ties broken by strings, merges
+    applied from the left, invalid UTF-8 dropped, -inf masking that gives NaN on an all-padding row, ...):
+    tests/mistakes/<notebook>.json holds, for each exercise, the reference solution with one such mistake, and
+    each must fail its tests (not by NotImplementedError or the package rule)."""
+    mistakes = {k: v for k, v in json.loads((MISTAKES / f"{path.stem}.json").read_text()).items()
+                if not k.startswith("_")}
+    source = nbformat.read(path, as_version=4)
+    assert sorted(mistakes) == sorted(automatic_exercises(source)), "every exercise needs a mistake"
+    submission = nbformat.read(ROOT / ASSIGNMENT_DIR / path.name, as_version=4)
+    for cell in submission.cells:
+        if meta(cell).get("solution") and meta(cell)["grade_id"] in mistakes:
+            cell.source = mistakes[meta(cell)["grade_id"]]
+    nbformat.write(submission, tmp_path / path.name)
+    report = grade.grade(tmp_path / path.name, path, **UNCONFINED)
+    for exercise in (e for e in report.exercises if e.status != grade.MANUAL):
+        assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
+        assert not exercise.message.startswith(("NotImplementedError", "ImplementYourself")), exercise
