@@ -57,11 +57,13 @@ def test_every_core_notebook_has_two_to_four_graded_exercises():
 
 
 def distinctive(line):
-    """A line of a solution that would give the answer away: not an import, a signature, a bare return, a comment or
-    a docstring, and at least 16 characters long."""
+    """A line of a solution that would give the answer away: not an import, a signature, a bare return, a comment, a
+    docstring, a call of the parent's constructor or the declaration of a submodule that the statement spells out
+    (``self.dense = nn.Linear(...)``), and at least 16 characters long."""
     text = line.strip()
-    return len(text) >= 16 and not text.startswith(("#", "import ", "from ", "def ", "class ", "return ", '"""',
-                                                     "raise NotImplementedError"))
+    return (len(text) >= 16 and not text.startswith(("#", "import ", "from ", "def ", "class ", "return ", '"""',
+                                                     "raise NotImplementedError", "super().__init__("))
+            and not re.match(r"self\.\w+ = nn\.\w+\(", text))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
