@@ -1,8 +1,8 @@
 """Exercises that build the core: the package's own answer does not count.
 
-The graded exercises of notebooks 01 to 07, 09 and 10 ask students to write a central piece (a BPE merge, masked
-softmax, the post-LN layer, the 80/10/10 corruption, a step of AdamW, ...) that the package, or PyTorch, already
-holds. Their tests call the student's function inside ``implement_yourself(...)``, which replaces each named
+The graded exercises of notebooks 01 to 11 ask students to write a central piece (BPE training, the multi-head
+forward, the post-LN layer, FULL-SENTENCES packing, AdamW, the finetuning loop, BM25, RoPE, ...) that the package,
+or a library, already holds. Their tests call the student's function inside ``implement_yourself(...)``, which replaces each named
 implementation by a stand-in that records the call (and runs the original, so the tests go on) for as long as
 the test runs; when the block ends, a recorded call raises :class:`ImplementYourself`, so a solution that only
 calls it fails, with a message that says whether the tests passed with it:
@@ -10,7 +10,9 @@ calls it fails, with a message that says whether the tests passed with it:
     with implement_yourself("roberta_from_scratch.tokenizer.bytes_to_unicode"):
         table = bytes_to_unicode()      # the student's function; a call of the package's fails the test at the end
 
-A target is a dotted path, ``module.function`` or ``module.Class.method``. The replacement is installed where the
+A target is a dotted path, ``module.function`` or ``module.Class.method``; a target in ``__main__`` (a function a
+lesson cell defined) is skipped when the notebook does not define it (the student version, or a kernel in which
+only the exercise ran). The replacement is installed where the
 object lives and wherever the same object is bound under another name: in the package's modules (re-exports) and
 in the notebook's own namespace (``from roberta_from_scratch.tokenizer import bytes_to_unicode`` at the top of a
 cell). Everything is put back when the block ends, also after an error (which, when a recorded call came first,
@@ -49,6 +51,12 @@ def _resolve(target: str) -> tuple[object, str, object]:
         return owner, parts[-1], getattr(owner, parts[-1])
     raise ValueError(f"implement_yourself: cannot import {target!r}; give a dotted path such as "
                      "'roberta_from_scratch.tokenizer.bytes_to_unicode'")
+
+
+def _defined_in_main(target: str) -> bool:
+    """Whether ``__main__.<name>`` exists: a notebook's name is only there once its lesson cell has run."""
+    main = sys.modules.get("__main__")
+    return main is not None and hasattr(main, target.split(".", 1)[1].split(".")[0])
 
 
 def _recording(target: str, original, calls: list[str]):
@@ -101,6 +109,8 @@ def implement_yourself(*targets: str):
     error = None
     try:
         for target in targets:
+            if target.startswith("__main__.") and not _defined_in_main(target):
+                continue  # a lesson's name the student version (or a kernel that skipped the lesson) lacks
             owner, name, original = _resolve(target)
             raw = inspect.getattr_static(owner, name) if isinstance(owner, type) else original
             if isinstance(raw, (staticmethod, classmethod)):  # keep the kind of method, record its function

@@ -285,6 +285,27 @@ def head_statistics(attentions: torch.Tensor, input_ids: torch.Tensor, bos_token
     }
 
 
+HABITS = ("previous", "next", "self", "to <s>", "to </s>")  # the kinds of key a head can be named after
+HEAD_CLASSES = (*HABITS, "broad", "mixed")
+
+
+def classify_heads(statistics: dict[str, torch.Tensor], uniform_entropy: float, share: float = 0.5,
+                   broad: float = 0.8) -> dict[tuple[int, int], tuple[str, float]]:
+    """Each head's habit, after Clark et al. 2019: ``{(layer, head): (class, value)}``. The class is the kind of
+    key (HABITS, the first of them on a tie) that gets at least ``share`` of the head's attention, with that share
+    as the value; else "broad" when the head's entropy is at least ``broad`` times ``uniform_entropy`` (the value:
+    that fraction), else "mixed" (the value: its largest share). ``statistics``: from :func:`head_statistics`."""
+    classes = {}
+    layers, heads = statistics["previous"].shape
+    for layer in range(layers):
+        for head in range(heads):
+            kind, value = max(((k, float(statistics[k][layer, head])) for k in HABITS), key=lambda kv: kv[1])
+            spread = float(statistics["entropy"][layer, head]) / uniform_entropy
+            classes[layer, head] = ((kind, value) if value >= share else
+                                    ("broad", spread) if spread >= broad else ("mixed", value))
+    return classes
+
+
 def best_head(statistics: dict[str, torch.Tensor], name: str) -> tuple[int, int, float]:
     """The (layer, head, value) with the largest value of one statistic, e.g. ``best_head(stats, "previous")``."""
     if name not in statistics:

@@ -60,6 +60,23 @@ def test_names_in_main_are_refused(monkeypatch):
     assert main.shortcut is bytes_to_unicode
 
 
+def test_a_lesson_name_that_was_never_defined_is_skipped(monkeypatch):
+    """Catches: an exercise's test that breaks (AttributeError) when the lesson cell defining one of its forbidden
+    names did not run (a kernel that ran only the exercise, or the student version, where that cell is replaced),
+    while a lesson name that is defined is still refused."""
+    import sys
+    import types
+
+    main = types.ModuleType("__main__")
+    main.lesson_table = bytes_to_unicode
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with implement_yourself("__main__.never_defined", TABLE):  # no error for the missing name
+        pass
+    with pytest.raises(ImplementYourself, match="lesson_table"):
+        with implement_yourself("__main__.never_defined", "__main__.lesson_table"):
+            main.lesson_table()
+
+
 def test_methods_and_torch_functions_are_refused_and_restored():
     """Catches: a solution that calls the package's class method or PyTorch's fused kernel."""
     layer = MultiHeadSelfAttention(8, 2)

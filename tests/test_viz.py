@@ -272,3 +272,27 @@ def test_save_html_rewrites_the_libraries(model, tokenizer, tmp_path):
         viz.save_html(view, tmp_path / "v.html", {"vue": "x"})
     with pytest.raises(TypeError, match="html_action='return'"):
         viz.save_html("<p>hello</p>", tmp_path / "v.html")
+
+
+def test_classify_heads_thresholds_and_ties():
+    """Catches: a share just below the threshold named after its kind, a tie broken by another order than HABITS',
+    the broad/mixed split on the wrong side of its threshold."""
+    import torch
+
+    from roberta_from_scratch.viz import HABITS, classify_heads
+
+    def stats(**values):
+        base = {k: torch.zeros(1, 5) for k in (*HABITS, "entropy", "distance")}
+        for key, row in values.items():
+            base[key.replace("_", " ").replace("to s", "to <s>")] = torch.tensor([row])
+        return base
+
+    s = stats(previous=[0.5, 0.4999, 0.3, 0.2, 0.1], next=[0.0, 0.0, 0.3, 0.0, 0.0],
+              entropy=[0.0, 0.8, 2.0, 1.6, 1.5999])
+    got = classify_heads(s, uniform_entropy=2.0)
+    assert got[0, 0] == ("previous", 0.5)
+    assert got[0, 1][0] == "mixed" and abs(got[0, 1][1] - 0.4999) < 1e-6  # entropy 0.4 of uniform: not broad
+    assert got[0, 2] == ("broad", 1.0)  # a tie of previous and next below the share: broad by its entropy
+    assert got[0, 3] == ("broad", pytest.approx(0.8)) and got[0, 4][0] == "mixed"  # statistics are float32
+    tie = classify_heads(stats(previous=[0.6, 0, 0, 0, 0], next=[0.6, 0, 0, 0, 0]), uniform_entropy=1.0)
+    assert tie[0, 0] == ("previous", pytest.approx(0.6))  # the first of HABITS on a tie
