@@ -17,7 +17,8 @@ only the exercises that depend on it. Written answers are listed for grading by 
 The kernel is confined behind an operating-system boundary (``sandbox.py``, with bubblewrap): new user, network,
 PID and IPC namespaces and its own session; the system, the Python environment and this package read-only; the
 course notebooks (reference solutions, hidden tests) not visible at all; a private, empty HOME (so IPYTHONDIR) and
-/tmp, made fresh for each kernel; a working folder and a data folder made fresh for each submission; an environment
+/tmp, made fresh for each kernel; a working folder and a copy of the grader's data folder made fresh for each
+submission; an environment
 without the grader's secrets; limits on CPU time, memory, processes, file size and output. Where bubblewrap cannot
 confine (not installed, or no unprivileged user namespaces), the grader refuses to grade, unless told
 ``--unconfined``, which the report then prints. Results that the tests compare must be plain tensors or plain
@@ -445,9 +446,24 @@ def _run_cells(client, kernel, nb, run, timeout, deadline, left, run_cell, env) 
                     run.results[index] = f"Tampering: the test's tools were replaced while it ran ({what})"
 
 
+def _seed_data(target: Path) -> None:
+    """A fresh copy of the grader's data folder (the cached corpora and the course's trained models, so that the
+    lessons do not rebuild them for every submission), or an empty folder where the grader has none. A copy, not a
+    link: what a kernel writes there stays in its submission's sandbox."""
+    import shutil
+
+    from .data import data_dir
+
+    source = data_dir()
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=False, ignore=shutil.ignore_patterns("*.lock", "tmp*"))
+    else:
+        target.mkdir()
+
+
 CONFINED = ("bubblewrap: new user, network, PID and IPC namespaces, its own session; system, Python environment "
             "and package read-only; course notebooks not visible; private HOME and /tmp per kernel; fresh working "
-            "and data folders per submission")
+            "folder and copy of the data folder per submission")
 
 
 def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None = None, timeout: int = 300,
@@ -482,10 +498,10 @@ def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None
     with tempfile.TemporaryDirectory(prefix="rfs-grade-") as workdir:
         workdir = Path(workdir)
         (workdir / "work").mkdir()
-        (workdir / "data").mkdir()
+        _seed_data(workdir / "data")
         shutil.copy(student_path, workdir / "work" / student_path.name)  # the kernel works in a copy
         env = kernel_environment(scale=scale)
-        env["RFS_DATA_DIR"] = str(workdir / "data")  # nothing one submission writes reaches the next
+        env["RFS_DATA_DIR"] = str(workdir / "data")  # a copy: nothing one submission writes reaches the next
         run = execute(nb, workdir, timeout, deadline, limits, env, confined=confined)
     results = run.results
     report = GradeReport(student_path.name, run.scale, time.perf_counter() - start)

@@ -23,6 +23,18 @@ needs_confinement = pytest.mark.skipif(WHY_UNCONFINED is not None,
                                        reason=f"cannot confine: bubblewrap cannot run here: {WHY_UNCONFINED}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def course_artifacts():
+    """The tokenizer and the two trained models the lessons load, built once at the test scale in this process's
+    data folder: the grader copies that folder into every sandbox, so no grading rebuilds them (seconds each at the
+    smoke scale, minutes over dozens of gradings)."""
+    from roberta_from_scratch.artifacts import course_attention_model, course_pretrained_model, course_tokenizer
+
+    course_tokenizer()
+    course_pretrained_model()
+    course_attention_model()
+
+
 def meta(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
@@ -59,12 +71,15 @@ def test_every_core_notebook_has_two_to_four_graded_exercises():
 
 def distinctive(line, statements=""):
     """A line of a solution that would give the answer away: not an import, a signature, a bare return, a comment, a
-    docstring, a call of the parent's constructor, the declaration of a submodule (``self.dense = nn.Linear(...)``)
-    or anything else that the statements spell out, and at least 20 characters long."""
+    docstring, a call of the parent's constructor, the declaration of a submodule (``self.dense = nn.Linear(...)``),
+    a bare call of an API the statement names (resetting gradients, clipping their norm), or anything else that the
+    statements spell out, and at least 20 characters long."""
     text = line.strip()
+    value = re.sub(r"^[\w, ]+ = ", "", text)  # what an assignment computes, which a statement may spell out
     return (len(text) >= 20 and not text.startswith(("#", "import ", "from ", "def ", "class ", "return ", '"""',
-                                                     "raise NotImplementedError", "super().__init__(", "with torch.no_grad()"))
-            and not re.match(r"self\.\w+ = nn\.\w+\(", text) and text not in statements)
+                                                     "raise NotImplementedError", "super().__init__(", "with torch.no_grad()",
+                                                     "optimizer.zero_grad(", "model.zero_grad(", "torch.nn.utils.clip_grad_norm_("))
+            and not re.match(r"self\.\w+ = nn\.\w+\(", text) and text not in statements and value not in statements)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -638,7 +653,9 @@ def test_plausible_mistakes_score_zero(path, tmp_path):
     """Catches: tests too weak to tell a right answer from a plausible wrong one (ties broken by strings, merges
     applied from the left, invalid UTF-8 dropped, -inf masking that gives NaN on an all-padding row, ...):
     tests/mistakes/<notebook>.json holds, for each exercise, the reference solution with one such mistake, and
-    each must fail its tests (not by NotImplementedError or the package rule)."""
+    each must fail its tests (not by NotImplementedError or the package rule). Also: an exercise whose tests need
+    the lesson's state (the submission here has none of the lesson's code cells), which would make a student rerun a
+    long lesson to check one exercise."""
     mistakes = {k: v for k, v in json.loads((MISTAKES / f"{path.stem}.json").read_text()).items()
                 if not k.startswith("_")}
     source = nbformat.read(path, as_version=4)
@@ -647,8 +664,12 @@ def test_plausible_mistakes_score_zero(path, tmp_path):
     for cell in submission.cells:
         if meta(cell).get("solution") and meta(cell)["grade_id"] in mistakes:
             cell.source = mistakes[meta(cell)["grade_id"]]
+    # Without the lesson's code cells (the setup cell kept): every exercise's tests must stand alone, and the
+    # grading takes seconds instead of the lesson's minutes.
+    submission.cells = [c for c in submission.cells if c.cell_type != "code" or meta(c) or c.source.startswith("# Setup")]
     nbformat.write(submission, tmp_path / path.name)
     report = grade.grade(tmp_path / path.name, path, **UNCONFINED)
+    assert not [e for e in report.other_errors if "(lesson)" in e], report.details
     for exercise in (e for e in report.exercises if e.status != grade.MANUAL):
         assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
         assert not exercise.message.startswith(("NotImplementedError", "ImplementYourself")), exercise
