@@ -83,7 +83,11 @@ def confined_command(command: list[str], *, writable: list[str | os.PathLike], w
     program = bwrap()
     if program is None:
         raise RuntimeError(why_unconfined())
-    args = [program, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # The private /tmp and HOME first: a folder bound afterwards (an environment or a checkout that lies under /tmp,
+    # as in a CI clone) is mounted on top of them instead of being hidden by them.
+    args = [program, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+            "--size", str(home_bytes), "--tmpfs", HOME]
     for path in SYSTEM:
         if os.path.lexists(path):
             args += ["--ro-bind", path, path] if not os.path.islink(path) else ["--symlink", os.readlink(path), path]
@@ -92,8 +96,6 @@ def confined_command(command: list[str], *, writable: list[str | os.PathLike], w
             args += ["--ro-bind", path, path]
     for root in readable_roots():
         args += ["--ro-bind", root, root]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--size", str(home_bytes), "--tmpfs", HOME]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     inside = {**env, "HOME": HOME, "IPYTHONDIR": f"{HOME}/.ipython", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/mpl",

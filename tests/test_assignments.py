@@ -673,3 +673,22 @@ def test_plausible_mistakes_score_zero(path, tmp_path):
     for exercise in (e for e in report.exercises if e.status != grade.MANUAL):
         assert exercise.score == 0 and exercise.status == grade.FAILED, exercise
         assert not exercise.message.startswith(("NotImplementedError", "ImplementYourself")), exercise
+
+
+@needs_confinement
+def test_an_environment_under_tmp_stays_visible(tmp_path, monkeypatch):
+    """Catches: a sandbox whose private /tmp hides the Python environment or the package when they lie under /tmp
+    (a CI clone): the kernel would not start at all. Here a folder under /tmp stands in for the environment."""
+    import subprocess
+
+    environment = tmp_path / "venv-under-tmp"
+    environment.mkdir()
+    (environment / "marker.txt").write_text("visible")
+    (tmp_path / "work").mkdir()
+    assert str(environment).startswith("/tmp/")  # pytest's temporary folders: the case this test is about
+    roots = sandbox.readable_roots()
+    monkeypatch.setattr(sandbox, "readable_roots", lambda: [*roots, str(environment)])
+    command = sandbox.confined_command(["/bin/cat", str(environment / "marker.txt")], writable=[tmp_path / "work"],
+                                       workdir=tmp_path / "work", env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "visible", (done.returncode, done.stderr)
