@@ -98,9 +98,9 @@ browser-deps:
 	mkdir -p $(BERTVIZ_JS)
 	npm install --no-audit --no-fund --prefix $(BERTVIZ_JS) d3@5.7.0 requirejs@2.3.6 jquery@2
 
-# Maintainers: rewrite every badge and setup cell from REPOSITORY in roberta_from_scratch/course.py.
+# Maintainers: rewrite every badge and setup cell from REPOSITORY in roberta_from_scratch/course/notebooks.py.
 notebooks: $(STAMP)
-	$(BIN)/python -m roberta_from_scratch.course sync
+	$(BIN)/python -m roberta_from_scratch course sync
 
 # Maintainers: execute notebooks top to bottom in a fresh kernel at the cpu scale and keep the outputs
 # (the committed outputs). `make execute NB=notebooks/01_tokenizer.ipynb` runs one.
@@ -112,7 +112,7 @@ execute: $(STAMP)
 # Instructors: the student versions of the notebooks that have exercises, into assignments/ (nbgrader's own
 # preprocessors through nbconvert: solutions and hidden tests removed, outputs cleared, tests locked).
 assignments: $(STAMP)
-	$(BIN)/python -m roberta_from_scratch.assignments
+	$(BIN)/python -m roberta_from_scratch assignments
 
 # Benchmarks (not tests): ours against the reference, side by side; results in benchmarks/results.md.
 bench: $(STAMP)

@@ -17,7 +17,7 @@ from results import machine_line, write_section
 from roberta_from_scratch import load_corpus
 from roberta_from_scratch.packing import pack_dataset
 from roberta_from_scratch.masking import DataCollatorForMLM
-from roberta_from_scratch.artifacts import course_tokenizer
+from roberta_from_scratch.course.artifacts import course_tokenizer
 
 
 def main() -> None:

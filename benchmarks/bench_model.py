@@ -24,10 +24,10 @@ import sys
 import time
 
 import torch
-from results import dense_head_model, machine_line, write_section
+from results import dense_head_model, load_reference_weights, machine_line, write_section
 
 from roberta_from_scratch.config import RobertaConfig
-from roberta_from_scratch.hub import to_hf_state_dict
+from roberta_from_scratch.weights import to_hf_state_dict
 from roberta_from_scratch.model import RobertaForMaskedLM
 from roberta_from_scratch.settings import pick_precision
 
@@ -50,7 +50,7 @@ def build(preset: str, vocab_size: int, device: torch.device, which=MODELS,
     if "transformers" in which:
         theirs = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**config.to_dict(),
                                                                             attn_implementation="sdpa"))
-        theirs.load_state_dict(to_hf_state_dict(ours), strict=False)  # the tied decoder follows the embeddings
+        load_reference_weights(theirs, to_hf_state_dict(ours))  # the tied decoder follows the embeddings (checked)
         models["transformers"] = theirs
     if checkpointing:
         ours.set_activation_checkpointing(True)

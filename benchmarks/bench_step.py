@@ -29,7 +29,7 @@ def worker(steps: int, profile: bool, workers: int) -> dict:
     import torch
 
     import roberta_from_scratch
-    from roberta_from_scratch import experiments
+    from roberta_from_scratch.course import experiments
     from roberta_from_scratch.model import RobertaForMaskedLM
     from roberta_from_scratch.training import Trainer, TrainingConfig
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from roberta_from_scratch.config import RobertaConfig
-from roberta_from_scratch.experiments import ABLATION, FINETUNING, MASKING, ablation_arms
+from roberta_from_scratch.course.experiments import ABLATION, FINETUNING, MASKING, ablation_arms
 from roberta_from_scratch.settings import SCALES
 from roberta_from_scratch.training import PEAK_TFLOPS, flops_per_token, head_flops_per_target
 

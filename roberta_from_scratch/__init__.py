@@ -1,7 +1,9 @@
 """roberta-from-scratch: RoBERTa built step by step, in plain PyTorch, each piece checked against the reference.
 
-The package mirrors the course: each module holds what one notebook builds, so later notebooks import it
-instead of repeating it. Names are imported on first use, so ``import roberta_from_scratch.model`` does not load
+The package mirrors the course: each top-level module holds what one notebook builds (the lessons, on a few
+foundations: config, files, settings, data, hub), so later notebooks import it instead of repeating it. Three wings
+hold the rest: ``course/`` (the course's cached artifacts, experiments and notebooks), ``classroom/`` (exercises and
+the grader) and ``commands/`` (the command lines, ``python -m roberta_from_scratch <command>``). Names are imported on first use, so ``import roberta_from_scratch.model`` does not load
 the data libraries.
 """
 
@@ -15,8 +17,8 @@ _EXPORTS = {
     "load_classification": "data",
     "load_corpus": "data",
     "pack_dataset": "packing",
-    "course_tokenizer": "artifacts",
-    "course_pretrained_model": "artifacts",
+    "course_tokenizer": "course.artifacts",
+    "course_pretrained_model": "course.artifacts",
     "describe_environment": "settings",
     "get_scale": "settings",
     "pick_device": "settings",

@@ -77,18 +77,23 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 class RotaryEmbedding(nn.Module):
     """RoPE: pair ``i`` of a head's dimensions (``i`` and ``i + head_dim / 2``, the half-split layout of GPT-NeoX
     and transformers; the paper pairs neighbours, which is the same up to an order of the dimensions) turns by
-    ``position * theta ** (-2i / head_dim)``. No weights: only the angles' frequencies, which are not saved."""
+    ``position * theta ** (-2i / head_dim)``. No weights, and no buffer: the frequencies are computed in fp32 at
+    each call, so ``model.to(torch.bfloat16)`` cannot round them (frequencies in a bf16 buffer put cosines up to
+    0.22 off below position 512)."""
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"head_dim={head_dim}: rotary positions turn pairs of dimensions, so it must be even")
-        self.register_buffer("inv_freq", theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim),
-                             persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+
+    def inv_freq(self, device=None) -> torch.Tensor:
+        """theta ** (-2i / head_dim) for each pair i, in fp32."""
+        return self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim)
 
     def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of every (position, dimension), (tokens, head_dim) each, in fp32."""
-        freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (tokens, head_dim / 2)
+        freqs = positions.float()[:, None] * self.inv_freq(positions.device)[None, :]  # (tokens, head_dim / 2)
         freqs = torch.cat((freqs, freqs), dim=-1)
         return freqs.cos(), freqs.sin()
 

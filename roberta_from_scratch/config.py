@@ -37,6 +37,8 @@ CHOICES = {"norm_position": ("post", "pre"), "feed_forward": ("mlp", "glu"),
            "position_embedding_type": ("absolute", "rotary")}
 MODEL_TYPE, VARIANT_MODEL_TYPE = "roberta", "roberta-variant"
 
+IGNORE_INDEX = -100  # the label of positions that carry no loss (transformers' and PyTorch's convention)
+
 
 @dataclass
 class RobertaConfig:

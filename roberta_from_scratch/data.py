@@ -89,14 +89,14 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _key(text: str) -> str:
+def same_text_key(text: str) -> str:
     """Texts that differ only in white space are the same document."""
     return " ".join(text.split())
 
 
 def stable_hash(text: str, salt: str = "") -> int:
     """A hash of the text that is the same on every machine and every run (unlike ``hash()``)."""
-    return int.from_bytes(hashlib.sha256((salt + _key(text)).encode("utf-8")).digest()[:8], "big")
+    return int.from_bytes(hashlib.sha256((salt + same_text_key(text)).encode("utf-8")).digest()[:8], "big")
 
 
 def _docstrings(tree: ast.Module, prefix: str) -> Iterator[tuple[str, str, str]]:
@@ -142,7 +142,7 @@ def _stdlib_documents() -> list[dict[str, str]]:
     return found
 
 
-def _area(source: str, kind: str) -> str | None:
+def module_area(source: str, kind: str) -> str | None:
     return None if kind == "topic" else _MODULE_AREA.get(source.split(".")[0])
 
 
@@ -159,7 +159,7 @@ def build_python_docs() -> tuple[datasets.DatasetDict, datasets.DatasetDict]:
     documents = []
     for doc in _stdlib_documents():
         text = _clean(doc["text"])
-        key = _key(text)
+        key = same_text_key(text)
         if len(text) < MIN_CHARS or len(text.split()) < MIN_WORDS or key in seen:
             continue
         seen.add(key)
@@ -167,7 +167,7 @@ def build_python_docs() -> tuple[datasets.DatasetDict, datasets.DatasetDict]:
 
     by_area: dict[str, list[dict[str, str]]] = {area: [] for area in TOPIC_LABELS}
     for doc in documents:
-        area = _area(doc["source"], doc["kind"])
+        area = module_area(doc["source"], doc["kind"])
         if area is not None:
             by_area[area].append(doc)
     held_out: dict[str, tuple[str, str]] = {}  # key -> (area, split)
@@ -178,16 +178,16 @@ def build_python_docs() -> tuple[datasets.DatasetDict, datasets.DatasetDict]:
         tenth = round(len(chosen) / 10)  # stratified: every split has the classes in the same proportions
         for rank, doc in enumerate(chosen):
             split = "test" if rank < tenth else "validation" if rank < 2 * tenth else "train"
-            held_out[_key(doc["text"])] = (area, split)
+            held_out[same_text_key(doc["text"])] = (area, split)
 
     corpus: dict[str, list[dict[str, str]]] = {"train": [], "validation": []}
     labelled: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for doc in documents:
-        if _key(doc["text"]) not in held_out:
+        if same_text_key(doc["text"]) not in held_out:
             split = "validation" if stable_hash(doc["text"], "split") % 1000 < VALIDATION_PER_MILLE else "train"
             corpus[split].append(doc)
         else:
-            area, split = held_out[_key(doc["text"])]
+            area, split = held_out[same_text_key(doc["text"])]
             labelled[split].append({"text": doc["text"], "label": TOPIC_LABELS.index(area), "source": doc["source"]})
 
     corpus_features = datasets.Features({name: datasets.Value("string") for name in ("text", "source", "kind")})
@@ -210,7 +210,7 @@ def _python_docs_cache() -> Path:
     return data_dir() / "cache" / f"python-docs-py{version}-v{DATA_VERSION}"
 
 
-class _quiet_datasets:
+class quiet_datasets:
     """Hide the progress bars of ``datasets`` while the cache is written or read (they are noise here)."""
 
     def __enter__(self):
@@ -224,7 +224,7 @@ class _quiet_datasets:
 
 def _load_python_docs(part: str, rebuild: bool = False) -> datasets.DatasetDict:
     cache = _python_docs_cache()
-    with _quiet_datasets():
+    with quiet_datasets():
         if rebuild or not (cache / "done").is_file():
             corpus, topics = build_python_docs()
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ HUB_CLASSIFICATION: dict[str, HubSource] = {
 }
 
 
-def _load_hub(name: str, source: HubSource, offline_default: str) -> datasets.DatasetDict:
+def load_hub(name: str, source: HubSource, offline_default: str) -> datasets.DatasetDict:
     reason = hub.unreachable_reason()
     hint = (
         f"{name!r} ({source.path}) comes from the Hugging Face Hub, which cannot be used here ({reason}); "
@@ -395,7 +395,7 @@ def _load_local(files: dict[str, list[str]]) -> datasets.DatasetDict:
                 _check_utf8(path)
     # Plain text: documents are separated by blank lines (fairseq's convention), lines inside a document kept.
     options = {"sample_by": "paragraph"} if kind == "text" else {}
-    with _quiet_datasets():
+    with quiet_datasets():
         raw = datasets.load_dataset(kind, data_files=files, **options)
         for split, ds in raw.items():
             if "text" not in ds.column_names:
@@ -455,7 +455,7 @@ def load_corpus(name: str | os.PathLike | list | dict = "python-docs", *, rebuil
     elif name == "python-docs":
         corpus = _load_python_docs("corpus", rebuild=rebuild)
     elif name in HUB_CORPORA:
-        corpus = _load_hub(name, HUB_CORPORA[name], "load_corpus('python-docs')")
+        corpus = load_hub(name, HUB_CORPORA[name], "load_corpus('python-docs')")
     else:
         known = ", ".join(["python-docs", *HUB_CORPORA])
         raise ValueError(f"unknown corpus {name!r}: use one of {known}, or a path to .txt/.jsonl/.parquet files")
@@ -474,7 +474,7 @@ def load_classification(name: str = "python-docs-topics", *, rebuild: bool = Fal
     if name == "python-docs-topics":
         dataset = _load_python_docs("topics", rebuild=rebuild)
     elif name in HUB_CLASSIFICATION:
-        dataset = _load_hub(name, HUB_CLASSIFICATION[name], "load_classification('python-docs-topics')")
+        dataset = load_hub(name, HUB_CLASSIFICATION[name], "load_classification('python-docs-topics')")
     else:
         known = ", ".join(["python-docs-topics", *HUB_CLASSIFICATION])
         raise ValueError(f"unknown classification set {name!r}: use one of {known}")

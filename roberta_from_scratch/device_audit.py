@@ -6,7 +6,7 @@ one device there is. The audit makes them loud.
 
 Design
 ------
-* The course's device is ``settings.AUDIT_DEVICE``, ``torch.device("cpu", 0)``: a CPU device with an index, which
+* The course's device is ``AUDIT_DEVICE``, ``torch.device("cpu", 0)``: a CPU device with an index, which
   compares unequal to the host's ``torch.device("cpu")`` the way ``cuda:0`` does.
 * A tensor "on the device" carries a **mark**: its Python object is in a registry of weak references (by identity,
   so marks are never pickled, copied into a checkpoint or kept past the tensor's life). The mark is the audit's
@@ -62,7 +62,7 @@ import weakref
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .settings import AUDIT_DEVICE
+AUDIT_DEVICE = torch.device("cpu", 0)  # the audit's stand-in for cuda:0; plain "cpu" (no index) is the host
 
 __all__ = ["AUDIT_DEVICE", "AuditMode", "activate", "active", "audited", "is_marked", "mark"]
 

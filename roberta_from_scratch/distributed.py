@@ -1,7 +1,7 @@
 """Training on several processes with PyTorch's own engine (notebook 08): torchrun, DDP and FSDP.
 
-    torchrun --nproc_per_node=4 -m roberta_from_scratch.pretrain --scale gpu --output-dir runs/ddp
-    torchrun --nproc_per_node=4 -m roberta_from_scratch.pretrain ... --fsdp      # shard weights, grads, Adam
+    torchrun --nproc_per_node=4 -m roberta_from_scratch pretrain --scale gpu --output-dir runs/ddp
+    torchrun --nproc_per_node=4 -m roberta_from_scratch pretrain ... --fsdp      # shard weights, grads, Adam
 
 torchrun starts one process per device and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``;
 :func:`init_distributed` joins them into a process group (NCCL between CUDA GPUs, gloo on CPUs). The trainer then
@@ -120,6 +120,15 @@ def all_reduce_sum(value, device: torch.device):
     return float(t.item())
 
 
+def all_gather_objects(value) -> list:
+    """Every process's ``value`` (any picklable object), in rank order; ``[value]`` in one plain process."""
+    if not world().distributed:
+        return [value]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 # ----------------------------------------------------------------------------------------------- wrapping
 
 
@@ -188,40 +197,3 @@ def like(reference: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state with whole tensors on the CPU (gathered under FSDP)."""
     return {k: full_tensor(v).detach().cpu() for k, v in model.state_dict().items()}
-
-
-def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's state keyed by parameter name with whole tensors: loadable whatever the number of ranks."""
-    from .model import fit_vocabulary
-
-    names = {p: n for n, p in model.named_parameters()}
-    vocab = model.config.vocab_size
-    state = {}
-    for p, values in optimizer.state.items():  # a padded vocabulary's states cut to the real rows, as its weights
-        state[names[p]] = {k: fit_vocabulary(names[p], full_tensor(v).detach().cpu(), vocab, vocab)
-                           if torch.is_tensor(v) and v.dim() else
-                           (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in values.items()}
-    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [names[p] for p in g["params"]]}
-              for g in optimizer.param_groups]
-    return {"state": state, "param_groups": groups}
-
-
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
-    """Inverse of :func:`optimizer_state`, sharding each tensor like its parameter."""
-    names = {p: n for n, p in model.named_parameters()}
-    current = [[names[p] for p in g["params"]] for g in optimizer.param_groups]
-    if current != [g["params"] for g in saved["param_groups"]]:
-        raise ValueError("the checkpoint's optimizer holds other parameters (or another grouping) than this run's: "
-                         "was it saved by another model or another version of the package?")
-    position = {name: i for i, name in enumerate(n for g in current for n in g)}
-    params = {n: p for p, n in names.items()}
-    from .model import fit_vocabulary
-
-    vocab = model.config.vocab_size
-    state = {position[name]: {k: like(params[name], fit_vocabulary(name, v, params[name].size(0), vocab)
-                                      if v.size(0) < params[name].size(0) else v)  # padded, never cut
-                              if torch.is_tensor(v) and v.dim() else v for k, v in values.items()}
-             for name, values in saved["state"].items()}
-    optimizer.load_state_dict({"state": state, "param_groups": [
-        {**{k: v for k, v in g.items() if k != "params"}, "params": [position[n] for n in g["params"]]}
-        for g in saved["param_groups"]]})

@@ -9,7 +9,6 @@ contrastive loss that pulls a text towards its partner and away from the rest of
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,9 +16,11 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from .data import _area, _key, load_classification, load_corpus, stable_hash
+from .batching import StepBatches
+from .data import module_area, same_text_key, load_classification, load_corpus, stable_hash
+from .model import evaluating
 from .optim import linear_schedule, parameter_groups
-from .training import StepBatches
+from .packing import SENTENCE_END
 
 # --------------------------------------------------------------------------------------------------- pooling
 
@@ -117,16 +118,12 @@ def encode(model, tokenizer, texts: Sequence[str], batch_size: int = 64, pooling
     limit = max_length_for(model, max_length)
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    was_training = model.training
-    model.eval()
-    try:
-        parts = []
+    parts = []
+    with evaluating(model):
         for start in range(0, len(order), batch_size):
             chunk = [texts[i] for i in order[start:start + batch_size]]
             batch = {k: v.to(device) for k, v in tokenizer(chunk, max_length=limit).items()}
             parts.append(embed(model, batch, pooling).float().cpu())
-    finally:
-        model.train(was_training)
     vectors = torch.empty(len(texts), parts[0].size(1))
     vectors[torch.tensor(order)] = torch.cat(parts)
     return F.normalize(vectors, dim=-1) if normalize else vectors
@@ -331,13 +328,12 @@ def train_contrastive(model, tokenizer, first: Sequence[str], second: Sequence[s
 RETRIEVAL_NAME = "python-docs-retrieval"
 MIN_QUERY_WORDS, MIN_DOCUMENT_WORDS = 4, 8
 DISTRACTOR_PER_MILLE = 200  # of the pretraining-train docstrings: index-only documents, never trained on
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'`])")
 
 
 def split_docstring(text: str) -> tuple[str, str]:
     """A docstring's first sentence (of its first paragraph, white space joined) and the rest of it."""
     paragraph, _, rest = text.partition("\n\n")
-    end = _SENTENCE_END.search(paragraph)
+    end = SENTENCE_END.search(paragraph)  # where packing splits sentences
     if end:
         first, body = paragraph[:end.start()], paragraph[end.end():] + ("\n\n" + rest if rest else "")
     else:
@@ -354,7 +350,7 @@ def _pairs(rows) -> list[dict]:
         query, document = split_docstring(row["text"])
         if len(query.split()) >= MIN_QUERY_WORDS and len(document.split()) >= MIN_DOCUMENT_WORDS:
             found.append({"query": query, "document": document, "source": row["source"],
-                          "area": _area(row["source"], kind) or "other"})
+                          "area": module_area(row["source"], kind) or "other"})
     return found
 
 
@@ -364,8 +360,8 @@ def _unique(rows: list[dict], taken: set[str] = frozenset()) -> list[dict]:
     count: dict[str, int] = {}
     for row in rows:
         for text in (row["query"], row["document"]):
-            count[_key(text)] = count.get(_key(text), 0) + 1
-    return [row for row in rows if all(count[_key(t)] == 1 and _key(t) not in taken
+            count[same_text_key(text)] = count.get(same_text_key(text), 0) + 1
+    return [row for row in rows if all(count[same_text_key(t)] == 1 and same_text_key(t) not in taken
                                        for t in (row["query"], row["document"]))]
 
 
@@ -386,11 +382,11 @@ def build_retrieval(corpus: datasets.DatasetDict, topics: datasets.DatasetDict) 
     distractor = [stable_hash(p["document"], "retrieval") % 1000 < DISTRACTOR_PER_MILLE for p in seen]
     # Some docstrings repeat another's text (decimal's Context and Decimal methods): a held-out document that
     # pretraining read inside another docstring is dropped, so that "never seen" holds.
-    read = "\n".join(_key(row["text"]) for row in corpus["train"])
-    held_out = _unique([p for p in held_out if _key(p["document"]) not in read])
-    taken = {_key(t) for p in held_out for t in (p["query"], p["document"])}
+    read = "\n".join(same_text_key(row["text"]) for row in corpus["train"])
+    held_out = _unique([p for p in held_out if same_text_key(p["document"]) not in read])
+    taken = {same_text_key(t) for p in held_out for t in (p["query"], p["document"])}
     distractors = _unique([p for p, d in zip(seen, distractor) if d], taken)
-    taken |= {_key(p["document"]) for p in distractors}
+    taken |= {same_text_key(p["document"]) for p in distractors}
     train = _unique([p for p, d in zip(seen, distractor) if not d], taken)
     # Queries and documents each in an order of their own (by hash), relevant documents among the distractors: a
     # position tells nothing about relevance.
@@ -400,8 +396,8 @@ def build_retrieval(corpus: datasets.DatasetDict, topics: datasets.DatasetDict) 
     documents += [{"document": p["document"], "source": p["source"], "area": p["area"], "held_out": False}
                   for p in distractors]
     documents.sort(key=lambda d: stable_hash(d["document"], "retrieval-documents"))
-    position = {_key(d["document"]): i for i, d in enumerate(documents)}
-    queries = [{"query": p["query"], "relevant": position[_key(p["document"])], "source": p["source"],
+    position = {same_text_key(d["document"]): i for i, d in enumerate(documents)}
+    queries = [{"query": p["query"], "relevant": position[same_text_key(p["document"])], "source": p["source"],
                 "area": p["area"]} for p in held_out]
     train_rows = [{"query": p["query"], "document": p["document"], "source": p["source"]} for p in train]
 

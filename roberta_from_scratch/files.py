@@ -9,7 +9,7 @@ only trace, and it never has the target's name.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,24 +39,31 @@ def fsync_tree(directory: str | os.PathLike) -> None:
         fsync_dir(root)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """An open, new, uniquely named file beside ``path``, created as ``open()`` creates any file: mode 0666 less the
+    umask, applied by the system (no reading or changing of the process's umask, which other threads share)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{TMP_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer's name: draw again
+            continue
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], None]) -> Path:
     """Write ``data`` (text, bytes, or a function that writes the file at the path it is given) to ``path``
-    atomically. Folders are created. Returns the path."""
+    atomically. Folders are created. The file gets the mode any new file gets (0666 less the umask: readable by
+    others where the umask allows, as a model meant to be shared should be). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    tmp = Path(name)
+    fd, tmp = _new_temporary(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make a saved model unreadable to others
+        mode = os.fstat(fd).st_mode & 0o777
         if callable(data):
             os.close(fd)
             data(tmp)
+            os.chmod(tmp, mode)  # the writer may have replaced the file (safetensors creates a new one, mode 0600)
         else:
             with os.fdopen(fd, "wb") as f:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -68,3 +75,20 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], N
         raise
     fsync_dir(path.parent)
     return path
+
+
+def writable_dir(output_dir: str | os.PathLike, option: str = "--output-dir") -> Path:
+    """Create the folder if needed and prove that a file can be written in it; a ValueError says why not."""
+    if not str(output_dir).strip():
+        raise ValueError(f"{option} is empty: name a folder for what the run writes")
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out} is a file: name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"{option} {out} cannot be written ({error.strerror}): choose another folder") from None
+    return out

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .settings import pick_device, pick_precision
-from .training import StepBatches, make_optimizer, make_scheduler
+from .batching import StepBatches, collate
+from .model import evaluating
+from .optim import make_optimizer, make_scheduler
 
 # RoBERTa finetunes with dropout 0.1 on hidden states and attention (fairseq's GLUE command in
 # examples/roberta/README.glue.md: --dropout 0.1 --attention-dropout 0.1). The cpu scale pretrains without dropout
@@ -75,33 +77,6 @@ def encode_examples(dataset, tokenizer, max_length: int, num_labels: int | None 
             raise ValueError(f"label {bad[0]} is outside [0, {num_labels}): the model has num_labels={num_labels}")
     batch = tokenizer(texts, padding=False, truncation=True, max_length=max_length, return_tensors=None)
     return [{"input_ids": ids, "label": label} for ids, label in zip(batch["input_ids"], labels)]
-
-
-def collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pad a batch of encoded examples. An example carries one of: ``label`` (a class or score per sequence),
-    ``labels`` (one per token, padded with the ignore index), or ``start_positions`` and ``end_positions`` (an
-    answer span)."""
-    from .model import IGNORE_INDEX
-
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"])
-        mask[i, : len(e["input_ids"])] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    first = examples[0]
-    if "label" in first:
-        batch["labels"] = torch.tensor([e["label"] for e in examples])  # float for regression
-    elif "labels" in first:
-        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-        for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
-        batch["labels"] = labels
-    elif "start_positions" in first:
-        batch["start_positions"] = torch.tensor([e["start_positions"] for e in examples])
-        batch["end_positions"] = torch.tensor([e["end_positions"] for e in examples])
-    return batch
 
 
 def task_model(cls, pretrained_dir, seed: int, random_init: bool = False, **config_overrides):
@@ -164,17 +139,47 @@ def classification_metrics(labels, predictions, num_labels: int) -> dict[str, fl
             "recall": recall.mean().item(), "macro_f1": f1.mean().item()}
 
 
+def regression_metrics(labels, predictions) -> dict[str, float]:
+    """For a score per text (``num_labels == 1``, STS-B): mean squared error, and the two correlations GLUE reports
+    for STS-B, Pearson's (linear) and Spearman's (Pearson's on the ranks, ties sharing their mean rank)."""
+    from scipy.stats import rankdata
+
+    labels = torch.as_tensor(labels, dtype=torch.float64).flatten()
+    predictions = torch.as_tensor(predictions, dtype=torch.float64).flatten()
+    if labels.numel() != predictions.numel() or labels.numel() < 2:
+        raise ValueError(f"regression metrics need as many predictions as labels, at least 2; got "
+                         f"{predictions.numel()} predictions for {labels.numel()} labels")
+
+    def pearson(x, y):
+        x, y = x - x.mean(), y - y.mean()
+        denominator = (x.norm() * y.norm()).item()
+        return (x @ y).item() / denominator if denominator > 0 else float("nan")  # a constant has no correlation
+
+    ranks = lambda v: torch.from_numpy(rankdata(v.numpy()))  # noqa: E731  (average ranks for ties)
+    return {"mse": ((predictions - labels) ** 2).mean().item(), "pearson": pearson(predictions, labels),
+            "spearman": pearson(ranks(predictions), ranks(labels))}
+
+
+def validation_metrics(model, validation: list[dict], pad_token_id: int) -> dict[str, float]:
+    """finetune()'s default evaluation: classification metrics on the argmax, or regression metrics on the score
+    when the model has one output (``num_labels == 1``)."""
+    logits = predict(model, validation, pad_token_id)
+    labels = torch.tensor([e["label"] for e in validation])
+    num_labels = model.config.num_labels
+    if num_labels == 1:
+        return regression_metrics(labels, logits.squeeze(-1))
+    return classification_metrics(labels, logits.argmax(-1), num_labels)
+
+
 @torch.no_grad()
 def predict(model, examples: list[dict], pad_token_id: int, batch_size: int = 64) -> torch.Tensor:
     """Logits for encoded examples, in order."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     logits = []
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i:i + batch_size], pad_token_id)
-        logits.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits.float().cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(examples), batch_size):
+            batch = collate(examples[i:i + batch_size], pad_token_id)
+            logits.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits.float().cpu())
     return torch.cat(logits)
 
 
@@ -184,14 +189,14 @@ def predict(model, examples: list[dict], pad_token_id: int, batch_size: int = 64
 @dataclass
 class FinetuneHistory:
     train: list[dict] = field(default_factory=list)  # step, loss, lr
-    eval: list[dict] = field(default_factory=list)  # epoch, step, accuracy, precision, recall, macro_f1
+    eval: list[dict] = field(default_factory=list)  # epoch, step, seconds and the metrics (validation_metrics)
 
 
 def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConfig, pad_token_id: int,
              evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> FinetuneHistory:
     """Train ``model`` on encoded examples (see :func:`collate`); evaluate after every epoch. ``evaluate`` scores
-    the model (tagging and question answering pass their own); by default, classification metrics on
-    ``validation``."""
+    the model (tagging and question answering pass their own); by default :func:`validation_metrics` on
+    ``validation`` (classification metrics, or regression metrics for ``num_labels == 1``)."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device) if cfg.device else pick_device()
@@ -205,7 +210,6 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_grad_scaler)
     history = FinetuneHistory()
-    num_labels = model.config.num_labels
     start = time.perf_counter()
     bar = tqdm(total=cfg.max_steps, desc="finetuning", unit="step", disable=not cfg.progress, dynamic_ncols=True)
     for step in range(cfg.max_steps):
@@ -229,13 +233,8 @@ def finetune(model, train: list[dict], validation: list[dict], cfg: FinetuneConf
         bar.set_postfix({"loss": f"{value:.3f}"}, refresh=False)
         bar.update(1)
         if (step + 1) % cfg.steps_per_epoch == 0:
-            if evaluate is not None:
-                metrics = evaluate(model)
-                model.train()
-            else:
-                logits = predict(model, validation, pad_token_id)
-                labels = torch.tensor([e["label"] for e in validation])
-                metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
+            metrics = evaluate(model) if evaluate is not None else validation_metrics(model, validation, pad_token_id)
+            model.train()
             history.eval.append({"epoch": (step + 1) // cfg.steps_per_epoch, "step": step + 1,
                                  "seconds": time.perf_counter() - start, **metrics})
     bar.close()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-IGNORE_INDEX = -100
+from .config import IGNORE_INDEX
 
 
 def special_ids_of(tokenizer) -> list[int]:

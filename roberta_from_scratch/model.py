@@ -14,13 +14,13 @@ drop the biases, gate the feed-forward layer (GeGLU, SwiGLU) or replace the posi
 Liu et al. 2019 (arXiv 1907.11692) kept BERT's architecture (Devlin et al. 2019, arXiv 1810.04805) and changed the
 training. The numbers equal transformers' ``RobertaForMaskedLM``, ``RobertaForSequenceClassification``,
 ``RobertaForTokenClassification`` and ``RobertaForQuestionAnswering`` within 1e-5 in fp32 (tested), and
-``from_pretrained``/``save_pretrained`` read and write their files (``hub.py``).
+``from_pretrained``/``save_pretrained`` read and write their files (``weights.py``).
 """
 
 from __future__ import annotations
 
 import os
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,12 +29,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import MultiHeadSelfAttention, RotaryEmbedding
-from .config import RobertaConfig
+from .config import IGNORE_INDEX, RobertaConfig
+from .weights import fit_vocabulary
 
-IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' and PyTorch's convention)
-# The tensors with one row per token of the vocabulary, in our names and in transformers' (the same): the token
-# embeddings, which the MLM decoder shares, and the decoder's bias. ``pad_vocabulary`` gives them extra rows.
-VOCAB_TENSOR = re.compile(r"(^|\.)(embeddings\.word_embeddings\.weight|lm_head\.bias)$")
 
 ACTIVATION = {
     "gelu": F.gelu,  # exact, with erf
@@ -175,6 +172,9 @@ class RobertaPreTrainedModel(nn.Module):
             raise ValueError(f"input_ids must be a (batch, seq) tensor of token ids, got {shape}")
         if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
             raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.numel() == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): give at least one sequence of at "
+                             "least one token")
         low, high = torch.aminmax(input_ids)
         if low < 0 or high >= self.config.vocab_size:
             bad = int(low) if low < 0 else int(high)
@@ -202,13 +202,13 @@ class RobertaPreTrainedModel(nn.Module):
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, new_head: bool = False, **config_overrides):
         """Load a directory or Hub model in transformers' layout (config.json + model.safetensors). ``new_head``:
         a task head the checkpoint lacks is meant to start random (finetuning), so it is not warned about."""
-        from .hub import load_pretrained
+        from .weights import load_pretrained
 
         return load_pretrained(cls, name_or_path, new_head=new_head, **config_overrides)
 
     def save_pretrained(self, directory: str | os.PathLike, state_dict: dict | None = None):
         """Write config.json and model.safetensors with transformers' key names, each file atomically."""
-        from .hub import save_pretrained
+        from .weights import save_pretrained
 
         return save_pretrained(self, directory, state_dict)
 
@@ -359,24 +359,22 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         return rows
 
 
+@contextmanager
+def evaluating(model: nn.Module):
+    """Run the block with ``model`` in eval mode (no dropout); afterwards, even after an error, the model is back in
+    the mode it was in, so an evaluation inside a training loop leaves the loop training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def label_positions_of(labels: torch.Tensor) -> torch.Tensor:
     """The indices of the labelled positions (label != -100) in the flattened (batch * seq) labels, in order: what
     ``RobertaForMaskedLM(label_positions=...)`` takes. Computed on a CPU batch, it costs the device nothing."""
     return (labels.flatten() != IGNORE_INDEX).nonzero().squeeze(1)
-
-
-def fit_vocabulary(name: str, tensor: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:
-    """A vocabulary tensor (``VOCAB_TENSOR``) with ``rows`` rows: a padded one (see ``pad_vocabulary``) cut to
-    the ``vocab_size`` real rows, or a real one given zero rows up to ``rows``. Any other tensor, or a row count
-    that is neither, comes back as it is (a real mismatch, for the caller to report)."""
-    have = tensor.size(0) if tensor.dim() else 0
-    if have == rows or not VOCAB_TENSOR.search(name):
-        return tensor
-    if rows == vocab_size < have:
-        return tensor[:vocab_size]
-    if have == vocab_size < rows:
-        return torch.cat([tensor, tensor.new_zeros((rows - have, *tensor.shape[1:]))])
-    return tensor
 
 
 class RobertaForSequenceClassification(RobertaPreTrainedModel):

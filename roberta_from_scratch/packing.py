@@ -13,10 +13,11 @@ import re
 
 import datasets
 
-from .data import _quiet_datasets
+from .data import quiet_datasets
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[`*])")
+# the end of a sentence: ".", "!" or "?", then white space and a capital (or an opening quote or bracket)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[`*])")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -26,7 +27,7 @@ def split_sentences(text: str) -> list[str]:
     sentences = []
     for paragraph in _PARAGRAPH.split(text):
         paragraph = " ".join(paragraph.split())
-        sentences += [s for s in _SENTENCE_END.split(paragraph) if s]
+        sentences += [s for s in SENTENCE_END.split(paragraph) if s]
     return sentences
 
 
@@ -98,7 +99,7 @@ def pack_dataset(dataset: datasets.Dataset, tokenizer, max_len: int, batch_size:
 
     fingerprint = hashlib.sha256(f"{dataset._fingerprint}-{tokenizer_fingerprint(tokenizer)}-{max_len}-"
                                  f"{batch_size}-v1".encode()).hexdigest()[:16]
-    with _quiet_datasets():
+    with quiet_datasets():
         return dataset.map(pack, batched=True, batch_size=batch_size, remove_columns=dataset.column_names,
                            new_fingerprint=fingerprint, desc="packing")
 

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 import datasets
 
+from .batching import collate
 from .data import load_corpus, stable_hash
+from .model import evaluating
 from .tokenizer import PRETOKENIZE
 
 OFFLINE_NAME = "python-docs-qa"
@@ -233,15 +235,11 @@ def predict_answers(model, tokenizer, dataset, max_length: int, stride: int, max
     """The model's answer to every question: the best span over all windows of its context, as text."""
     import torch
 
-    from .finetuning import collate
-
     windows = [(row["id"], row["context"], window) for row in dataset
                for window in make_windows(tokenizer, row["question"], row["context"], max_length, stride)]
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     best: dict[str, tuple[float, str]] = {}
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(model):
         for i in range(0, len(windows), batch_size):
             part = windows[i:i + batch_size]
             batch = collate([{"input_ids": w["input_ids"]} for _, _, w in part], tokenizer.pad_token_id)
@@ -252,7 +250,6 @@ def predict_answers(model, tokenizer, dataset, max_length: int, stride: int, max
                 text = context[window["offsets"][s][0]:window["offsets"][e][1]]
                 if question not in best or score > best[question][0]:
                     best[question] = (score, text)
-    model.train(was_training)
     return {question: text for question, (_, text) in best.items()}
 
 
@@ -279,11 +276,11 @@ def load_qa(name: str = OFFLINE_NAME, *, verbose: bool = True) -> datasets.Datas
     if name == OFFLINE_NAME:
         dataset = build_qa(load_corpus(verbose=False))
     elif name in HUB_QA:
-        from .data import HubSource, _load_hub
+        from .data import HubSource, load_hub
 
         path, config, about = HUB_QA[name]
         # text_column "text": nothing to rename (SQuAD's columns are the course's schema already)
-        dataset = _load_hub(name, HubSource(path, config, "text", ("train", "validation"), about, _squad),
+        dataset = load_hub(name, HubSource(path, config, "text", ("train", "validation"), about, _squad),
                             repr(OFFLINE_NAME))
     else:
         raise ValueError(f"unknown question-answering data set {name!r}; choose {OFFLINE_NAME!r} or one of "

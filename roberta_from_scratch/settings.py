@@ -32,18 +32,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .device_audit import AUDIT_DEVICE, activate
+
 SCALE_ENV = "RFS_SCALE"
 DEVICE_ENV = "RFS_DEVICE"
 PRECISION_ENV = "RFS_PRECISION"
 REHEARSAL_ENV = "RFS_REHEARSAL"
 AUDIT = "audit"  # RFS_DEVICE=audit: the device audit (module docstring)
-AUDIT_DEVICE = torch.device("cpu", 0)  # the audit's stand-in for cuda:0; plain "cpu" (no index) is the host
 REHEARSAL_STEPS = 3  # what a long loop is cut to in a rehearsal
 
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    """What notebook 05 and ``python -m roberta_from_scratch.pretrain`` train at a scale. The cpu recipe was chosen
+    """What notebook 05 and ``python -m roberta_from_scratch pretrain`` train at a scale. The cpu recipe was chosen
     by timed trials (notebook 05 lists them): on 2 cores a small model taking many steps learns the most."""
 
     preset: str  # RobertaConfig preset
@@ -164,8 +165,6 @@ def pick_device(name: str | None = None) -> torch.device:
     if name is None:
         name = os.environ.get(DEVICE_ENV, "").strip() or None
     if name is not None and name.lower() == AUDIT:
-        from .device_audit import activate
-
         activate()
         return AUDIT_DEVICE
     if name is not None:

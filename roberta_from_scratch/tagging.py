@@ -32,8 +32,11 @@ from collections.abc import Iterable, Sequence
 
 import datasets
 
+from .batching import collate
+from .config import IGNORE_INDEX
 from .data import load_classification, load_corpus, stable_hash
-from .model import IGNORE_INDEX
+from .model import evaluating
+from .packing import split_sentences  # the course's one sentence splitter
 from .tokenizer import PRETOKENIZE
 
 ENTITY_TYPES = ("EXC", "FUNC", "MOD")
@@ -161,20 +164,15 @@ def predict_tags(model, examples: list[dict], pad_token_id: int, batch_size: int
     """The model's tag (an index into the labels) for every word of every encoded example, in order."""
     import torch
 
-    from .finetuning import collate
-
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     found = []
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(model):
         for i in range(0, len(examples), batch_size):
             part = examples[i:i + batch_size]
             batch = collate(part, pad_token_id)
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits
             for example, row in zip(part, logits.argmax(-1).cpu().tolist()):
                 found.append(word_predictions(example["word_ids"], row, example["num_words"]))
-    model.train(was_training)
     return found
 
 
@@ -241,16 +239,9 @@ def tag_sentence(text: str, modules: frozenset[str]) -> dict:
     return {"tokens": words, "spaces": spaces, "ner_tags": [LABELS.index(tag) for tag in tags]}
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 MIN_WORDS, MAX_WORDS = 4, 40
 EMPTY_KEEP = 4  # one sentence in EMPTY_KEEP without any entity is kept, so that O is not all the model learns
 
-
-def sentences(text: str) -> Iterable[str]:
-    """A docstring's sentences: paragraphs split on blank lines, lines joined, then split after . ! or ?."""
-    for paragraph in re.split(r"\n\s*\n", text):
-        joined = " ".join(paragraph.split())
-        yield from (s for s in _SENTENCE_END.split(joined) if s)
 
 
 def standard_modules(corpus: datasets.DatasetDict) -> frozenset[str]:
@@ -268,14 +259,14 @@ def build_entities(corpus: datasets.DatasetDict, exclude_sources: frozenset[str]
     "Return the value." recurs across docstrings), and never when it also occurs in the corpus's validation split
     or in ``exclude_texts`` (the topics set's docstrings)."""
     modules = standard_modules(corpus)
-    seen = {s for text in [*corpus["validation"]["text"], *exclude_texts] for s in sentences(text)}
+    seen = {s for text in [*corpus["validation"]["text"], *exclude_texts] for s in split_sentences(text)}
     rows: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for text, source in zip(corpus["train"]["text"], corpus["train"]["source"]):
         if source in exclude_sources:
             continue
         bucket = stable_hash(text, "entities") % 20
         split = "test" if bucket < 3 else "validation" if bucket < 6 else "train"
-        for sentence in sentences(text):
+        for sentence in split_sentences(text):
             if sentence in seen:
                 continue
             seen.add(sentence)
@@ -371,10 +362,10 @@ def load_tagging(name: str = OFFLINE_NAME, *, verbose: bool = True) -> datasets.
         dataset = build_entities(corpus, exclude_sources=qa_sources(corpus),
                                  exclude_texts=[t for part in topics.values() for t in part["text"]])
     elif name in HUB_TAGGING:
-        from .data import _load_hub
+        from .data import load_hub
 
         path, config, about = HUB_TAGGING[name]
-        dataset = _load_hub(name, _hub_source(path, config, about), repr(OFFLINE_NAME))
+        dataset = load_hub(name, _hub_source(path, config, about), repr(OFFLINE_NAME))
     else:
         raise ValueError(f"unknown tagging data set {name!r}; choose {OFFLINE_NAME!r} or one of {list(HUB_TAGGING)}")
     check_tags(dataset, len(label_names(dataset)))

@@ -11,8 +11,10 @@
 
 The optimizer and schedule (RoBERTa's Table 9) live in ``optim.py``, the checkpoints in ``checkpoints.py``. One
 choice is the course's, not RoBERTa's: gradient clipping at 1.0 (RoBERTa did not clip). The data order and every
-mask are functions of (seed, step), and the random state of dropout is saved with each checkpoint, so a resumed
-run continues exactly where the interrupted one was.
+mask are functions of (seed, step), and the random state of dropout (every process's) is saved with each
+checkpoint, so a resumed run continues exactly where the interrupted one was, in one process or on as many
+processes as saved it; on another number of processes, the data and masks continue exactly and dropout's draws
+do not (``checkpoints.load_checkpoint``).
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 # Re-exported (the names were public here before checkpoints, optimizer and schedule got their own modules):
-from .checkpoints import (RESUME_SETTINGS, STATE_FILE, checkpoints, latest_checkpoint, load_checkpoint,  # noqa: F401
-                          remove_stale_temporaries, save_checkpoint)
-from .config import RobertaConfig
+from .checkpoints import (RESUME_SETTINGS, STATE_FILE, History, check_checkpoint_dir, checkpoints,  # noqa: F401
+                          data_fingerprint, latest_checkpoint, load_checkpoint, new_run_id, remove_stale_temporaries,
+                          save_checkpoint)
+from .config import IGNORE_INDEX, RobertaConfig
 from .distributed import all_reduce_sum, barrier, device_for, full_state_dict, gradient_sync, wrap_model, world
-from .model import label_positions_of
+from .batching import StepBatchDataset, StepBatches, step_generator  # noqa: F401  (step_generator: re-exported)
+from .model import evaluating, label_positions_of
 from .optim import keep_optimizer_kind, linear_schedule, make_optimizer, make_scheduler, parameter_groups  # noqa: F401
 from .settings import Precision, pick_device, pick_precision
 # Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor data sheets; nanoGPT and PaLM use the same figures).
@@ -114,51 +118,6 @@ class TrainingConfig:
         return share, micro
 
 
-# ----------------------------------------------------------------------------------------------- data
-
-
-class StepBatches:
-    """The examples of optimizer step ``s``: epoch ``e = s // steps_per_epoch`` shuffles the blocks with seed
-    ``seed + e``; step ``s`` takes its slice. A pure function of (seed, step): resuming needs only the step."""
-
-    def __init__(self, blocks, batch_size: int, seed: int):
-        self.blocks = blocks
-        self.batch_size, self.seed = batch_size, seed
-        self.steps_per_epoch = max(1, len(blocks) // batch_size)  # the incomplete last batch is dropped
-        if len(blocks) < batch_size:
-            raise ValueError(f"{len(blocks)} training blocks cannot fill one batch of {batch_size}: use a smaller "
-                             "batch or more data")
-        self._order: tuple[int, torch.Tensor] | None = None
-
-    def __call__(self, step: int) -> list:
-        epoch, index = divmod(step, self.steps_per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, torch.randperm(len(self.blocks), generator=torch.Generator().manual_seed(
-                self.seed * 100_003 + epoch)))
-        picked = self._order[1][index * self.batch_size:(index + 1) * self.batch_size].tolist()
-        return [self.blocks[i] for i in picked]
-
-
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """The masking random stream of one step (so masks do not depend on how the run was interrupted)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
-
-
-class StepBatchDataset(torch.utils.data.Dataset):
-    """Item ``s`` is step ``s``'s whole batch, gathered and masked: a pure function of (seed, step), so DataLoader
-    workers that build steps ahead, in any process and any order, give exactly the batches of the main process,
-    and a resumed run starts its loader at its step."""
-
-    def __init__(self, batches: StepBatches, collator, seed: int, max_steps: int):
-        self.batches, self.collator, self.seed, self.max_steps = batches, collator, seed, max_steps
-
-    def __len__(self) -> int:
-        return self.max_steps
-
-    def __getitem__(self, step: int) -> dict:
-        return self.collator(self.batches(step), generator=step_generator(self.seed, step))
-
-
 @contextmanager
 def inputs_checked(model):
     """While the Trainer runs micro-batches whose inputs ``host_batch`` has checked on the CPU, the model skips its
@@ -209,20 +168,18 @@ def peak_flops(device: torch.device) -> float | None:
 @torch.no_grad()
 def evaluate(model, batches: list[dict], device: torch.device, precision: Precision) -> dict[str, float]:
     """Masked-token loss (nats), perplexity and accuracy over fixed, pre-masked held-out batches."""
-    was_training = model.training
-    model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with precision.autocast():
-            out = model(**batch)
-        selected = batch["labels"] != -100
-        targets = batch["labels"][selected]
-        logits = out.logits[selected] if out.logits.dim() == 3 else out.logits  # dense logits (transformers)
-        loss_sum += out.loss.float().item() * targets.numel()
-        correct += (logits.argmax(-1) == targets).sum().item()
-        count += targets.numel()
-    model.train(was_training)
+    with evaluating(model):
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with precision.autocast():
+                out = model(**batch)
+            selected = batch["labels"] != IGNORE_INDEX
+            targets = batch["labels"][selected]
+            logits = out.logits[selected] if out.logits.dim() == 3 else out.logits  # dense logits (transformers)
+            loss_sum += out.loss.float().item() * targets.numel()
+            correct += (logits.argmax(-1) == targets).sum().item()
+            count += targets.numel()
     loss = loss_sum / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "accuracy": correct / max(count, 1)}
 
@@ -234,21 +191,13 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[tuple[str, float]
     if tokenizer.mask_token_id not in ids:
         raise ValueError(f"no <mask> in {text!r}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    logits = model(torch.tensor([ids], device=device)).logits[0, ids.index(tokenizer.mask_token_id)]
-    model.train(was_training)
+    with evaluating(model):
+        logits = model(torch.tensor([ids], device=device)).logits[0, ids.index(tokenizer.mask_token_id)]
     top = logits.float().softmax(-1).topk(k)
     return [(tokenizer.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
 
 
 # ----------------------------------------------------------------------------------------------- the trainer
-
-
-@dataclass
-class History:
-    train: list[dict] = field(default_factory=list)  # step, loss, lr (the rate of that step's update), tokens_per_s
-    eval: list[dict] = field(default_factory=list)  # step, loss, perplexity, accuracy
 
 
 class Trainer:
@@ -288,6 +237,8 @@ class Trainer:
         if cfg.checkpoint_dir and self.world.is_main:  # what an interrupted save of an earlier start left behind
             remove_stale_temporaries(cfg.checkpoint_dir)
         self.step = 0
+        self.run_id = new_run_id()  # names this run's checkpoints (checkpoints.py); a resume takes the saved one
+        self.data_fingerprint = data_fingerprint(train_blocks)  # a resume must train on the same blocks
         self.skipped_steps = 0  # fp16 steps whose gradients overflowed (skipped by the scaler), counted on the device
         self.history = History()
         self.eval_batches = []
@@ -357,7 +308,7 @@ class Trainer:
         if check is not None:
             check(batch["input_ids"], batch["attention_mask"])
         self.last_tokens = int(batch["attention_mask"].sum())
-        targets = int((batch["labels"] != -100).sum())
+        targets = int((batch["labels"] != IGNORE_INDEX).sum())
         self.last_targets = targets
         self.last_flops = self.last_tokens * self.flops_per_token + targets * self.head_flops
         first = self.world.rank * self.per_process
@@ -368,7 +319,7 @@ class Trainer:
                 part["attention_mask"] = None
             if self.takes_positions:  # the sparse head's rows, found here instead of by the device
                 part["label_positions"] = label_positions_of(part["labels"])
-            parts.append((part, int((part["labels"] != -100).sum()) / max(targets, 1)))
+            parts.append((part, int((part["labels"] != IGNORE_INDEX).sum()) / max(targets, 1)))
         return parts
 
     def gradients_on_device(self) -> torch.Tensor:
@@ -476,6 +427,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         stop = min(until or self.cfg.max_steps, self.cfg.max_steps)
+        if self.cfg.checkpoint_every and self.cfg.checkpoint_dir:  # before the first step, not at the first save
+            check_checkpoint_dir(self, self.cfg.checkpoint_dir)
         bar = tqdm(total=stop, initial=self.step, desc="pretraining", unit="step", disable=not (self.cfg.progress and self.world.is_main),
                    dynamic_ncols=True)
         window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from .model import evaluating
+
 # ----------------------------------------------------------------------------------------------- inputs
 
 
@@ -54,13 +56,9 @@ def attention_inputs(model, tokenizer, text: str, text_pair: str | None = None) 
     if len(ids) > limit:
         raise ValueError(f"the input is {len(ids)} tokens long but the model takes at most {limit}: "
                          "shorten the text (long inputs also make the views slow)")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         device = next(model.parameters()).device
         out = model(torch.tensor([ids], device=device), output_attentions=True)
-    finally:
-        model.train(was_training)
     attentions = tuple(a.float().cpu() for a in out.attentions)
     b_start = None
     if text_pair is not None:
@@ -223,18 +221,14 @@ STATISTICS = ("to <s>", "to </s>", "previous", "next", "self", "entropy", "dista
 def collect_attentions(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                        batch_size: int = 16) -> torch.Tensor:
     """Attention maps for many sequences: a (layers, batch, heads, seq, seq) float tensor on the CPU."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     chunks = []
-    try:
+    with evaluating(model):
         for start in range(0, len(input_ids), batch_size):
             ids = input_ids[start:start + batch_size].to(device)
             mask = None if attention_mask is None else attention_mask[start:start + batch_size].to(device)
             out = model(ids, attention_mask=mask, output_attentions=True)
             chunks.append(torch.stack([a.float().cpu() for a in out.attentions]))
-    finally:
-        model.train(was_training)
     return torch.cat(chunks, dim=1)
 
 

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from roberta_from_scratch import assignments, grade, sandbox
-from roberta_from_scratch.course import ASSIGNMENT_DIR, COURSE_MAP, colab_url, notebook_text
+from roberta_from_scratch.classroom import assignments, grade, sandbox
+from roberta_from_scratch.course.notebooks import ASSIGNMENT_DIR, COURSE_MAP, colab_url, notebook_text
 
 NOTEBOOKS = assignments.exercise_notebooks(ROOT / "notebooks")
 CORE = [c.notebook for c in COURSE_MAP if re.match(r"(0[1-9]|1[01])_", c.notebook)]  # every notebook but the tour
@@ -28,7 +28,7 @@ def course_artifacts():
     """The tokenizer and the two trained models the lessons load, built once at the test scale in this process's
     data folder: the grader copies that folder into every sandbox, so no grading rebuilds them (seconds each at the
     smoke scale, minutes over dozens of gradings)."""
-    from roberta_from_scratch.artifacts import course_attention_model, course_pretrained_model, course_tokenizer
+    from roberta_from_scratch.course.artifacts import course_attention_model, course_pretrained_model, course_tokenizer
 
     course_tokenizer()
     course_pretrained_model()
@@ -189,7 +189,7 @@ def kernels_left():
             command = (proc / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and (b"roberta_from_scratch.sandbox" in command or b"bwrap" in command):
+        if ppid == os.getpid() and (b"roberta_from_scratch.classroom.sandbox" in command or b"bwrap" in command):
             left.append(proc.name)
     return left
 
@@ -401,8 +401,11 @@ def test_exploits_in_an_unsolved_notebook_score_nothing(tmp_path):
 def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadline(tmp_path, monkeypatch, capfd):
     """Catches: a kernel that inherits the grader's secrets or works in the submission's folder; one that reaches
     the network (a socket listening on this machine); one that writes a forged JSON report into the grader's own
-    output or kills its parent; a notebook whose cells all hang, ignoring the interrupt, holding the grader for
-    cells x timeout; and a report that names the caller's scale instead of the scale the kernel ran at."""
+    output or kills its parent; one that reaches the grader's own process (a signal sent to its PID arrives, its
+    environment with the secrets can be read); a notebook whose cells all hang, ignoring the interrupt, holding the
+    grader for cells x timeout; and a report that names the caller's scale instead of the scale the kernel ran at."""
+    import os
+    import signal
     import socket
     import threading
     import time
@@ -432,12 +435,25 @@ def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadlin
     cells = {meta(c).get("grade_id"): c for c in student.cells}
     cells["forge"].source = ("import os\nos.write(1, b'{\"score\": 100, \"max_score\": 100}\\n')\n"
                              "os.write(2, b'forged\\n')\ndef forge():\n    return 0\n")
-    cells["after"].source = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef after():\n    return 42\n"
+    # The grader's own process, named outright: its environment read (where the grader's secrets were at its start),
+    # a signal sent to it (SIGURG, harmless where it lands), then its own parent killed. after() answers right only
+    # if not one byte of that environment came.
+    cells["after"].source = ("import os, signal\n"
+                             f"try:\n    secret = open('/proc/{os.getpid()}/environ', 'rb').read()\n"
+                             "except OSError:\n    secret = b''\n"
+                             f"try:\n    os.kill({os.getpid()}, signal.SIGURG)\nexcept OSError:\n    pass\n"
+                             "os.kill(os.getppid(), signal.SIGKILL)\n"
+                             "def after():\n    return 0 if secret else 42\n")
     nbformat.write(student, tmp_path / "student.ipynb")
     capfd.readouterr()
+    signalled = []
+    previous = signal.signal(signal.SIGURG, lambda *args: signalled.append(args))  # grade.main runs here, in-process
     start = time.monotonic()
-    grade.main([str(tmp_path / "student.ipynb"), "--source", str(source), "--json", "--timeout", "3",
-                "--deadline", "30"])
+    try:
+        grade.main([str(tmp_path / "student.ipynb"), "--source", str(source), "--json", "--timeout", "3",
+                    "--deadline", "30"])
+    finally:
+        signal.signal(signal.SIGURG, previous)
     elapsed = time.monotonic() - start
     server.close()
     out, err = capfd.readouterr()
@@ -452,7 +468,10 @@ def test_a_confined_kernel_keeps_the_grader_safe_and_grading_ends_at_its_deadlin
     assert any("deadline" in scores[f"hang{i}"][2] for i in range(6)), scores
     assert elapsed < 30 + 60, elapsed  # the deadline, plus one kernel start and one restart
     assert scores["offline"][:2] == (1, grade.PASSED), scores["offline"]
-    # its parent is the sandbox's own init (PID namespace): the grader is out of reach and grades the right answer
+    # The grader's PID names no process in the sandbox's PID namespace: the signal never arrived, the environment
+    # was not read (the kernel's after() says so), and the parent it killed is the sandbox's own init, which ignores
+    # it: the kernel lives on (not "kernel died") and grades the right answer.
+    assert not signalled, "a kernel's signal reached the grader"
     assert scores["after"][:2] == (1, grade.PASSED), scores["after"]
 
 
@@ -559,7 +578,7 @@ def test_plain_accepts_values_and_refuses_what_answers_for_itself():
     import numpy
     import torch
 
-    from roberta_from_scratch.grader_guard import NotPlain, plain
+    from roberta_from_scratch.classroom.grader_guard import NotPlain, plain
 
     value = {"ids": [1, 2], "logits": torch.ones(2), "array": numpy.zeros(3), "n": numpy.float32(1), "s": "x"}
     assert plain(value) is value and plain((torch.float32, torch.Size([2]), None)) is not None

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from roberta_from_scratch import device_audit
 from roberta_from_scratch.device_audit import audited, is_marked
-from roberta_from_scratch.settings import AUDIT_DEVICE
+from roberta_from_scratch.device_audit import AUDIT_DEVICE
 
 MIXED = "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"
 NUMPY = "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
@@ -282,7 +282,7 @@ def test_rfs_device_audit_activates_once_for_the_process():
         "import numpy as np, torch\n"
         "from torch.overrides import _get_current_function_mode_stack as stack\n"
         "from roberta_from_scratch import device_audit\n"
-        "from roberta_from_scratch.settings import pick_device, AUDIT_DEVICE\n"
+        "from roberta_from_scratch.settings import pick_device\nfrom roberta_from_scratch.device_audit import AUDIT_DEVICE\n"
         "assert pick_device() == AUDIT_DEVICE and pick_device() == AUDIT_DEVICE\n"
         "device_audit.activate()\n"
         "assert sum(isinstance(m, device_audit.AuditMode) for m in stack()) == 1, stack()\n"

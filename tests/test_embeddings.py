@@ -9,7 +9,7 @@ import torch
 
 from roberta_from_scratch import embeddings as E
 from roberta_from_scratch.config import RobertaConfig
-from roberta_from_scratch.data import _key
+from roberta_from_scratch.data import same_text_key
 from roberta_from_scratch.model import RobertaModel
 
 
@@ -350,20 +350,20 @@ def test_the_retrieval_benchmark_keeps_its_parts_apart(python_docs):
     queries, documents, train = data["queries"], data["documents"], data["train"]
     assert len(documents) >= 1000 and len(queries) >= 500 and len(train) >= 1000
     assert sorted(queries["relevant"]) == [i for i, h in enumerate(documents["held_out"]) if h]
-    assert len({_key(q) for q in queries["query"]}) == len(queries)
-    assert len({_key(d) for d in documents["document"]}) == len(documents)
-    test_texts = {_key(t) for t in [*queries["query"], *documents["document"]]}
-    assert not test_texts & {_key(t) for t in [*train["query"], *train["document"]]}
-    pretraining = " ".join(_key(t) for t in corpus["train"]["text"])
+    assert len({same_text_key(q) for q in queries["query"]}) == len(queries)
+    assert len({same_text_key(d) for d in documents["document"]}) == len(documents)
+    test_texts = {same_text_key(t) for t in [*queries["query"], *documents["document"]]}
+    assert not test_texts & {same_text_key(t) for t in [*train["query"], *train["document"]]}
+    pretraining = " ".join(same_text_key(t) for t in corpus["train"]["text"])
     for i in queries["relevant"][:200]:  # a relevant document is never part of a docstring pretraining saw
-        assert _key(documents[i]["document"]) not in pretraining
+        assert same_text_key(documents[i]["document"]) not in pretraining
     distractors = [d for d, h in zip(documents["document"], documents["held_out"]) if not h]
-    assert all(_key(d) in pretraining for d in distractors[:100])
+    assert all(same_text_key(d) in pretraining for d in distractors[:100])
     source = [*corpus["validation"], *[r for s in topics.values() for r in s]]
     for q in queries.select(range(50)):  # the query and its document are one docstring's two parts
         text = next(r["text"] for r in source if r["source"] == q["source"] and
-                    _key(r["text"]).startswith(_key(q["query"])))
-        assert _key(text) == _key(q["query"] + " " + documents[q["relevant"]]["document"])
+                    same_text_key(r["text"]).startswith(same_text_key(q["query"])))
+        assert same_text_key(text) == same_text_key(q["query"] + " " + documents[q["relevant"]]["document"])
     held = documents["held_out"]
     assert not all(held[:len(queries)]), "relevant documents must not sit together at the front"
     for q in queries.select(range(20)):

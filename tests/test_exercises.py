@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import roberta_from_scratch.tokenizer as tokenizer_module
 from roberta_from_scratch.attention import MultiHeadSelfAttention
-from roberta_from_scratch.exercises import ImplementYourself, implement_yourself
+from roberta_from_scratch.classroom.exercises import ImplementYourself, implement_yourself
 from roberta_from_scratch.tokenizer import bytes_to_unicode
 
 TABLE = "roberta_from_scratch.tokenizer.bytes_to_unicode"

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from roberta_from_scratch import experiments
+from roberta_from_scratch.course import experiments
 from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.masking import DataCollatorForMLM
 from roberta_from_scratch.tokenizer import ByteLevelBPETokenizer
@@ -81,7 +81,7 @@ def test_cached_results_come_from_the_current_settings(scale):
     trains (the notebook would show a run that the code no longer makes: changing the cpu recipe's dropout makes it
     fail), or one that lacks a seed or the command that made it."""
     result = experiments.load_result(scale)
-    assert result is not None, f"run `python -m roberta_from_scratch.experiments static-vs-dynamic --scale {scale}`"
+    assert result is not None, f"run `python -m roberta_from_scratch experiments static-vs-dynamic --scale {scale}`"
     full = experiments.MASKING[scale]["full"]
     expected = {**asdict(full), "steps": full.steps}
     assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in expected.items()} == result["settings"]
@@ -108,7 +108,8 @@ def test_a_foreign_results_file_is_refused_with_the_fix(loader, file, command, t
 def test_notebook_07_gets_a_model_of_at_least_four_layers_and_heads(tmp_path, monkeypatch):
     """Catches: notebook 07 analysing the 2 x 2 recipe model (four heads, nothing to discover), an override of
     layers or heads that the command line ignores, or a cache that retrains on every call."""
-    from roberta_from_scratch import artifacts, data
+    from roberta_from_scratch import data
+    from roberta_from_scratch.course import artifacts
     from roberta_from_scratch.model import RobertaForMaskedLM
 
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
@@ -247,7 +248,7 @@ def test_cached_finetuning_results_come_from_the_current_settings(scale):
     pretrained model of another recipe), a kept rate that is not the validation argmax, or a result without the
     command that made it."""
     result = experiments.load_finetuning_result(scale)
-    assert result is not None, f"run `python -m roberta_from_scratch.experiments finetuning --scale {scale}`"
+    assert result is not None, f"run `python -m roberta_from_scratch experiments finetuning --scale {scale}`"
     full = experiments.FINETUNING[scale]["full"]
     assert result["settings"] == experiments.settings_dict(full)
     assert result.get("recipe") == experiments.recipe_dict(scale), "the pretrained model's recipe changed since the run"
@@ -286,7 +287,7 @@ def test_a_scale_without_cached_results_gets_the_cpu_scales_labelled(experiment,
     assert result["scale"] == "cpu" and result["device"] == "a 2-core CPU"
     assert result["label"] == printed.strip()
     for words in ("cached results of the cpu scale", "computed on a 2-core CPU",
-                  f"`python -m roberta_from_scratch.experiments {experiment} --scale cpu`",
+                  f"`python -m roberta_from_scratch experiments {experiment} --scale cpu`",
                   "the gpu scale has no cached results of its own", f"{experiment} --scale gpu`"):
         assert words in printed, words
     assert result["runs" if experiment != "finetuning" else "sweep"]  # the evidence itself comes along
@@ -365,7 +366,8 @@ def test_a_notebook_alone_pretrains_with_the_whole_recipe_and_never_keeps_a_shor
     model (a rehearsal's) made earlier in the same folder."""
     import shutil
 
-    from roberta_from_scratch import artifacts, data, settings
+    from roberta_from_scratch import data, settings
+    from roberta_from_scratch.course import artifacts
 
     shutil.copytree(python_docs_dir, tmp_path, dirs_exist_ok=True)  # the corpus, already built
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
@@ -411,7 +413,7 @@ def test_describe_pretrained_names_the_model_and_reads_only_its_own_record(tmp_p
     import os
     import time
 
-    from roberta_from_scratch.artifacts import describe_pretrained
+    from roberta_from_scratch.course.artifacts import describe_pretrained
 
     final = tmp_path / "final"
     final.mkdir()

@@ -55,3 +55,29 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_writer_that_replaces_the_file_still_gets_the_umask_mode(tmp_path, umask):
+    """Catches: a saved model.safetensors left at mode 0600 (safetensors' writer replaces the temporary file with a
+    new one of its own, mode 0600, after the mode was set)."""
+    import torch
+    from safetensors.torch import save_file
+
+    mask = os.umask(umask)
+    try:
+        path = atomic_write(tmp_path / "model.safetensors", lambda tmp: save_file({"w": torch.zeros(2)}, str(tmp)))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_writing_never_changes_the_umask_that_other_threads_see(tmp_path, monkeypatch):
+    """Catches: reading the umask by setting it to 0 for a moment (os.umask returns the old value only that way),
+    during which a file another thread creates gets mode 0666."""
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+    atomic_write(tmp_path / "a.txt", "a")
+    atomic_write(tmp_path / "b.txt", lambda tmp: tmp.write_text("b"))
+    assert calls == []

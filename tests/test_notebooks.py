@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import ROOT
-from roberta_from_scratch import course
+from roberta_from_scratch.course import notebooks as course
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # Paths of a developer's machine that must never show in committed outputs.

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from roberta_from_scratch import course
+from roberta_from_scratch.course import notebooks as course
 
 sys.path.insert(0, str(ROOT / "tools"))
 try:

@@ -12,7 +12,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from roberta_from_scratch import schematics  # noqa: E402
+from roberta_from_scratch.course import schematics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

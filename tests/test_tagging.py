@@ -6,7 +6,7 @@ import datasets
 import pytest
 
 from roberta_from_scratch import tagging
-from roberta_from_scratch.model import IGNORE_INDEX
+from roberta_from_scratch.config import IGNORE_INDEX
 
 import seqeval.metrics  # noqa: E402 (declared in the test extra: a broken import must fail)
 
@@ -123,7 +123,7 @@ def test_the_offline_set_has_three_types_and_no_overlap(python_docs, entities_se
     assert not sources["train"] & sources["test"] and not sources["train"] & sources["validation"]
     assert not set().union(*sources.values()) & qa_sources(corpus)
     elsewhere = {s for text in [*corpus["validation"]["text"], *(t for p in topics.values() for t in p["text"])]
-                 for s in tagging.sentences(text)}
+                 for s in tagging.split_sentences(text)}
     texts = [t for part in entities_set.values() for t in part["text"]]
     assert len(texts) == len(set(texts)), "a sentence occurs twice"
     assert not elsewhere & set(texts), "a sentence of the pretraining validation split or the topics set"

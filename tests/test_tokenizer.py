@@ -383,7 +383,7 @@ def test_hub_id_offline_fails_in_one_line():
 
 def test_course_tokenizer_trains_once_then_loads(python_docs, tmp_path, monkeypatch, capsys):
     from roberta_from_scratch import data
-    from roberta_from_scratch.artifacts import course_tokenizer
+    from roberta_from_scratch.course.artifacts import course_tokenizer
 
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
     first = course_tokenizer(600)

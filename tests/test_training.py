@@ -19,6 +19,7 @@ from roberta_from_scratch.training import (
     STATE_FILE,
     StepBatches,
     Trainer,
+    checkpoints,
     TrainingConfig,
     latest_checkpoint,
     linear_schedule,
@@ -295,7 +296,7 @@ def test_a_killed_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     env = {**os.environ, "RFS_DATA_DIR": str(tmp_path / "data"), "RFS_SCALE": "smoke", "PYTHONUNBUFFERED": "1"}
 
     def command(out):
-        return [sys.executable, "-m", "roberta_from_scratch.pretrain", "--scale", "smoke", "--steps", "30",
+        return [sys.executable, "-m", "roberta_from_scratch", "pretrain", "--scale", "smoke", "--steps", "30",
                 "--checkpoint-every", "5", "--eval-every", "1000", "--output-dir", str(out), "--no-progress",
                 "--device", "cpu"]
 
@@ -441,21 +442,29 @@ def test_the_output_folder_is_checked_before_any_training(tmp_path):
     """Catches: a run that trains for hours and then cannot save (the output path is a file or empty), and a new
     run in a folder with an earlier run's checkpoints, whose pruning then deletes the new ones and whose later
     --resume silently continues the old run."""
-    from roberta_from_scratch.pretrain import check_output_dir
+    from roberta_from_scratch.course.artifacts import check_output_dir
 
     (tmp_path / "file").write_text("")
     for bad, message in [("", "empty"), (str(tmp_path / "file"), "is a file")]:
-        with pytest.raises(SystemExit, match=message):
+        with pytest.raises(ValueError, match=message):
             check_output_dir(bad, resume=False, overwrite=False)
     old = tmp_path / "run" / "checkpoints" / "step-0000010"
-    old.mkdir(parents=True)
+    old.mkdir(parents=True)  # incomplete (no training state): an earlier run's folder all the same
+    with pytest.raises(ValueError, match="step-0000010\\): --resume continues it, --overwrite"):
+        check_output_dir(str(tmp_path / "run"), resume=False, overwrite=False)
     (old / STATE_FILE).write_bytes(b"")
-    with pytest.raises(SystemExit, match="--resume continues it, --overwrite"):
+    with pytest.raises(ValueError, match="--resume continues it, --overwrite"):
         check_output_dir(str(tmp_path / "run"), resume=False, overwrite=False)
     check_output_dir(str(tmp_path / "run"), resume=True, overwrite=False)
     assert old.exists()
     check_output_dir(str(tmp_path / "run"), resume=False, overwrite=True)
     assert not old.exists()
+    # a finished run's model, with no checkpoint left beside it, is not overwritten either
+    final = tmp_path / "done" / "final"
+    final.mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"\(final\): --resume"):
+        check_output_dir(str(tmp_path / "done"), resume=False, overwrite=False)
+    assert final.exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -467,14 +476,15 @@ def test_the_output_folder_is_checked_before_any_training(tmp_path):
     (["--dropout", "1.5"], r"--dropout: 1.5 must be in \[0, 1\)"),
     (["--device", "cuda"], "--device cuda: .*CUDA is not available"),
 ])
-def test_the_pretrain_command_refuses_impossible_options_before_any_work(argv, message, capsys, tmp_path):
+def test_the_pretrain_command_refuses_impossible_options_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
     """Catches: --eval-every 0 failing with ZeroDivisionError inside the loop, --device cuda without CUDA failing
     with an AssertionError from inside torch, and values (--lr 0, --warmup-steps -5) accepted without a check;
     each must end at once, before a tokenizer or corpus is built, with an error that names the option."""
-    from roberta_from_scratch import pretrain
+    from roberta_from_scratch.commands import pretrain
 
-    if argv[0] == "--device" and torch.cuda.is_available():
-        return  # (CI has no GPU; on a machine with one, --device cuda is right)
+    # A machine without CUDA, wherever the test runs (on one with a GPU, --device cuda is right): the check is
+    # tested there too, instead of passing without running.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as stop:
         pretrain.main(["--scale", "smoke", "--output-dir", str(tmp_path / "out"), *argv])
     assert stop.value.code == 2
@@ -482,17 +492,19 @@ def test_the_pretrain_command_refuses_impossible_options_before_any_work(argv, m
     assert not (tmp_path / "out").exists()
 
 
-def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_path, monkeypatch):
+def test_settings_that_fit_no_run_stop_the_command_before_the_data_is_built(tmp_path, monkeypatch, capsys):
     """Catches: a batch that micro-batches cannot divide failing only after the tokenizer and corpus were built."""
-    from roberta_from_scratch import pretrain
+    from roberta_from_scratch.commands import pretrain
 
     def never(*args, **kwargs):
         raise AssertionError("the corpus was loaded before the settings were checked")
 
-    monkeypatch.setattr("roberta_from_scratch.load_corpus", never)
-    with pytest.raises(SystemExit, match="batch_size=10 is not a multiple of micro_batch_size=4"):
+    monkeypatch.setattr("roberta_from_scratch.data.load_corpus", never)
+    with pytest.raises(SystemExit) as stop:
         pretrain.main(["--scale", "smoke", "--batch-size", "10", "--micro-batch-size", "4", "--output-dir",
                        str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert "batch_size=10 is not a multiple of micro_batch_size=4" in capsys.readouterr().err
 
 
 def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
@@ -501,11 +513,13 @@ def test_the_pretrain_command_builds_the_recipes_dropout(tmp_path, monkeypatch):
     that do not reach the config (the second run takes a single step)."""
     import dataclasses
 
-    from roberta_from_scratch import pretrain
+    from roberta_from_scratch.commands import pretrain
     from roberta_from_scratch.config import RobertaConfig
 
-    short = dataclasses.replace(pretrain.RECIPES["smoke"], dropout=0.0, steps=2, warmup_steps=1, eval_every=2)
-    monkeypatch.setitem(pretrain.RECIPES, "smoke", short)
+    from roberta_from_scratch.course import artifacts
+
+    short = dataclasses.replace(artifacts.RECIPES["smoke"], dropout=0.0, steps=2, warmup_steps=1, eval_every=2)
+    monkeypatch.setitem(artifacts.RECIPES, "smoke", short)
     shape = ["--hidden-size", "48", "--layers", "1", "--heads", "3", "--seq-len", "24"]
     for argv, expected in (([], 0.0), (["--dropout", "0.2", "--steps", "1", "--eval-every", "1", *shape], 0.2)):
         out = tmp_path / f"run{expected}"
@@ -835,3 +849,105 @@ def test_an_fp32_checkpoint_resumes_in_fp16(setup, tmp_path):
     assert resumed.step == 2 and resumed.scaler.is_enabled()
     resumed.train()
     assert resumed.step == 6 and all(isinstance(r["loss"], float) for r in resumed.history.train)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints of a run
+
+
+def test_a_run_refuses_a_folder_with_another_runs_checkpoints_and_prunes_only_its_own(setup, tmp_path):
+    """Catches: pruning by name across the whole folder (another run's newer step-300 and step-400 there made a new
+    run delete each of its own checkpoints as it was written, so a crash lost the run), and a Trainer that wrote
+    into such a folder at all. The other run's folders survive, complete or not."""
+    other = resumable(setup, tmp_path, checkpoint_every=3)
+    other.train()
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-0000003", "step-0000006"]
+    (tmp_path / "step-0000400").mkdir()  # an incomplete folder (a crash before its training state was written)
+    fresh = resumable(setup, tmp_path, checkpoint_every=2, keep_checkpoints=1)
+    with pytest.raises(ValueError, match="holds checkpoints of another run .*step-0000003, step-0000006"):
+        fresh.train()
+    assert fresh.step == 0  # refused before the first step
+    with pytest.raises(ValueError, match="another run"):
+        fresh.save_checkpoint()  # and by the API that writes
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-0000003", "step-0000006", "step-0000400"]
+    # the same run resumed goes on in its folder and prunes its own checkpoints only
+    (tmp_path / "step-0000400").rmdir()
+    more = resumable(setup, tmp_path, checkpoint_every=2, keep_checkpoints=1, max_steps=8)
+    more.load_checkpoint(tmp_path, allow_more_steps=True)
+    assert more.run_id == other.run_id
+    more.train()
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-0000008"]
+
+
+def test_resume_refuses_a_checkpoint_missing_a_tensor_and_one_trained_on_other_data(setup, tmp_path):
+    """Catches: a checkpoint with a tensor removed resuming silently with that tensor back at its initial weights
+    (the load report was dropped), and a resume on another corpus accepted (it trains on other data)."""
+    from safetensors.torch import load_file, save_file
+
+    first = resumable(setup, tmp_path)
+    first.train(until=3)
+    saved = first.save_checkpoint()
+    tokenizer, blocks, eval_blocks = setup
+    other_data = Trainer(tiny_model(tokenizer), blocks[1:], DataCollatorForMLM(tokenizer),
+                         TrainingConfig(**{**first.cfg.__dict__}), eval_blocks)
+    with pytest.raises(ValueError, match="trained on other data"):
+        other_data.load_checkpoint(tmp_path)
+    weights = load_file(saved / "model.safetensors")
+    removed = "roberta.encoder.layer.1.attention.self.value.weight"
+    save_file({k: v for k, v in weights.items() if k != removed}, str(saved / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"newly initialised .*layers\.1\.attention\.value\.weight"):
+        resumable(setup, tmp_path).load_checkpoint(tmp_path)
+
+
+def test_a_run_on_two_processes_with_dropout_resumes_exactly_on_two(tmp_path, python_docs_dir, python_docs):
+    """Catches: a multi-process resume that re-seeds dropout (the docstring promised an exact resume): with dropout
+    0.1 on two processes, stopping at step 2 and resuming must end where the uninterrupted run ends."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data"
+    shutil.copytree(python_docs_dir / "cache", data / "cache")
+    env = {**os.environ, "RFS_DATA_DIR": str(data), "RFS_SCALE": "smoke", "OMP_NUM_THREADS": "1"}
+
+    def launch(output, *extra):
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             "-m", "roberta_from_scratch", "pretrain", "--scale", "smoke", "--steps", "4", "--batch-size", "8",
+             "--dropout", "0.1", "--checkpoint-every", "2", "--eval-every", "4", "--no-progress", "--device", "cpu",
+             "--output-dir", str(output), *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    launch(tmp_path / "straight")
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-0000002",
+                    tmp_path / "resumed" / "checkpoints" / "step-0000002")
+    printed = launch(tmp_path / "resumed", "--resume")
+    assert "resumed from" in printed and "dropout's random draws do not" not in printed
+    a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
+    for key in a:
+        # exact: the same two processes repeat the same operations on the same data, masks and dropout draws
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "inf"], "--lr: inf must be positive and finite"),
+    (["--lr", "nan"], "--lr: nan must be positive and finite"),
+])
+def test_the_pretrain_command_refuses_infinite_rates(argv, message, capsys, tmp_path):
+    """Catches: --lr inf accepted, failing 25 seconds later inside the loop."""
+    from roberta_from_scratch.commands import pretrain
+
+    with pytest.raises(SystemExit) as stop:
+        pretrain.main(["--scale", "smoke", "--output-dir", str(tmp_path / "out"), *argv])
+    assert stop.value.code == 2 and re.search(message, capsys.readouterr().err)
+
+
+def test_a_command_prints_a_users_error_without_a_traceback(tmp_path, python_docs_dir):
+    """Catches: clear messages printed under a full traceback (a corpus path that does not exist)."""
+    shutil.copytree(python_docs_dir / "cache", tmp_path / "data" / "cache")
+    env = {**os.environ, "RFS_SCALE": "smoke", "RFS_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "roberta_from_scratch", "pretrain", "--scale", "smoke", "--corpus",
+                           str(tmp_path / "no-such-corpus"), "--output-dir", str(tmp_path / "out"), "--no-progress"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("error: ") and "no-such-corpus" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

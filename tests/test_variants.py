@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from roberta_from_scratch import experiments
+from roberta_from_scratch.course import experiments
 from roberta_from_scratch.attention import RotaryEmbedding
 from roberta_from_scratch.config import ARCHITECTURE, RobertaConfig, glu_intermediate_size
 from roberta_from_scratch.model import RobertaForMaskedLM, RobertaForSequenceClassification, RobertaLayer
@@ -152,6 +152,21 @@ def test_rope_is_the_papers_rotation_and_scores_depend_only_on_the_offset():
     shifted = rope(q, k, positions + 7)
     torch.testing.assert_close(shifted[0] @ shifted[1].transpose(-1, -2), rq @ rk.transpose(-1, -2),
                                atol=1e-4, rtol=1e-4)
+
+
+def test_rope_angles_stay_fp32_when_the_model_is_cast_to_bf16():
+    # catches: the frequencies kept in a float buffer, which model.to(torch.bfloat16) rounds to 8 bits of mantissa
+    # (cosines up to 0.22 off below position 512, the review measured)
+    model = RobertaForMaskedLM(config(position_embedding_type="rotary")).to(torch.bfloat16)
+    rope = model.roberta.layers[0].attention.rotary
+    positions = torch.arange(512)
+    cos, sin = rope.angles(positions)
+    reference = RotaryEmbedding(rope.head_dim, rope.theta).angles(positions)  # never cast
+    # the same fp32 arithmetic on both sides: products of positions and frequencies, then cos and sin; 1e-6 allows
+    # another libm, a bf16 frequency is off by 1e-1 and more
+    torch.testing.assert_close(cos, reference[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(sin, reference[1], atol=1e-6, rtol=0)
+    assert cos.dtype == torch.float32
 
 
 def test_rope_model_sees_order_without_a_position_table():
@@ -334,7 +349,7 @@ def test_cached_ladder_comes_from_the_current_settings(scale):
     # steps that do not follow from the measured speeds, a combination the runs do not suggest), or one without
     # the command that made it
     result = experiments.load_ablation_result(scale)
-    assert result is not None, f"run `python -m roberta_from_scratch.experiments beyond-roberta --scale {scale}`"
+    assert result is not None, f"run `python -m roberta_from_scratch experiments beyond-roberta --scale {scale}`"
     full = experiments.ABLATION[scale]["full"]
     assert result["settings"] == experiments.settings_dict(full)
     assert result["recipe"] == experiments.recipe_dict(scale)

@@ -43,7 +43,7 @@ def test_inputs_for_a_pair(model, tokenizer):
     large, so that small differences show) and the same ids."""
     import transformers
 
-    from roberta_from_scratch.hub import to_hf_state_dict
+    from roberta_from_scratch.weights import to_hf_state_dict
 
     a, b = "Return the sum of the values.", "It raises an error."
     inp = viz.attention_inputs(model, tokenizer, a, b)

@@ -4,7 +4,7 @@ Drawn by code, not pasted as images, so they render alike on GitHub, in JupyterL
 the course changes its picture in the same commit. Each function returns a ``matplotlib.figure.Figure``; the
 notebooks show it where its concept is introduced::
 
-    from roberta_from_scratch import schematics
+    from roberta_from_scratch.course import schematics
     schematics.input_embeddings()
 
 Boxes are coloured by role, the same way in every figure: data (tensors) in blue, computations in orange,

@@ -1,9 +1,9 @@
 """Experiments that need more than a notebook's time budget, with the code the notebooks run.
 
 A notebook runs a short version live; the full version runs from the command line and writes its result as JSON
-under ``roberta_from_scratch/results/`` (committed, a few kB, installed with the package), which the notebook reads and draws beside the live run::
+under ``roberta_from_scratch/course/results/`` (committed, a few kB, installed with the package), which the notebook reads and draws beside the live run::
 
-    python -m roberta_from_scratch.experiments static-vs-dynamic --scale cpu
+    python -m roberta_from_scratch experiments static-vs-dynamic --scale cpu
 
 Static against dynamic masking (notebook 05; Liu et al. 2019, §4.1, Table 1): the same model trained on the same
 slice of the corpus, repeated for many epochs, once with BERT's 10 precomputed masks per block
@@ -18,7 +18,7 @@ the top layer and the head), each with its own learning-rate sweep of three valu
 seeds, test accuracy at the chosen rate; then a label-efficiency curve (5% to 100% of the training labels) for the
 pretrained and random encoders and a bag-of-words logistic regression::
 
-    python -m roberta_from_scratch.experiments finetuning --scale cpu
+    python -m roberta_from_scratch experiments finetuning --scale cpu
 
 Beyond RoBERTa (notebook 11): an ablation ladder at equal wall-clock. RoBERTa's recipe (post-LN, biases, a GELU
 feed-forward layer, a learned position table, dropout 0.1, 15% masking), then each later change alone (pre-LN,
@@ -26,7 +26,7 @@ no biases, GeGLU, RoPE, dropout off; masking at 20, 30 and 40%), then the combin
 several seeds, held-out loss and accuracy on the same 15% masks, tokens/s; the topic classifier of notebook 06
 finetuned from the baseline and the combination::
 
-    python -m roberta_from_scratch.experiments beyond-roberta --scale cpu
+    python -m roberta_from_scratch experiments beyond-roberta --scale cpu
 
 Every experiment's sizes that scale with the budget come from the scale (``settings.SCALES``): the gpu scale's
 learning rates, batches and steps are its recipe's, not the cpu scale's. :func:`live_settings` gives a notebook's
@@ -46,7 +46,8 @@ from pathlib import Path
 
 import torch
 
-from .settings import SCALES, Scale
+from ..config import IGNORE_INDEX
+from ..settings import SCALES, Scale
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # package data: a pip install (Colab) has them too
 FALLBACK_SCALE = "cpu"  # whose cached results stand in for a scale that has none (the gpu scale), labelled as such
@@ -90,7 +91,7 @@ MASKING = {
 def masking_arms(blocks, collator, duplicates: int, seed: int) -> dict[str, list]:
     """The two training sets: the blocks themselves (masked afresh by the collator each time they are drawn) and
     ``duplicates`` precomputed masked copies of each block (masks fixed by ``seed``)."""
-    from .masking import StaticMaskingDataset
+    from ..masking import StaticMaskingDataset
 
     static = StaticMaskingDataset(blocks, collator, duplicates=duplicates, seed=seed)
     return {"dynamic": list(blocks), "static": [static[i] for i in range(len(static))]}
@@ -103,8 +104,8 @@ def run_masking_experiment(config, collator, train_blocks, eval_blocks, settings
     Both arms see the same number of blocks: an epoch of the static arm's 10 copies is 10 epochs of the slice, so
     both run ``settings.steps`` steps of ``settings.batch_size`` blocks. ``progress(arm, seed)`` is called before
     each run."""
-    from .model import RobertaForMaskedLM
-    from .training import Trainer, TrainingConfig
+    from ..model import RobertaForMaskedLM
+    from ..training import Trainer, TrainingConfig
 
     slice_blocks = train_blocks[:settings.blocks]
     if len(slice_blocks) < settings.blocks:
@@ -148,7 +149,7 @@ def _load_cached(path: Path, is_valid, experiment: str, scale: str) -> dict | No
     result = json.loads(path.read_text())
     if not is_valid(result):
         raise ValueError(f"{path} is not a {experiment} result: delete it and run "
-                         f"`python -m roberta_from_scratch.experiments {experiment} --scale {scale}`")
+                         f"`python -m roberta_from_scratch experiments {experiment} --scale {scale}`")
     return result
 
 
@@ -256,8 +257,8 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
                  seed: int, settings: FinetuneExperiment, pad_token_id: int, device: str = "cpu"):
     """Train one classifier of ``arm`` (see FINETUNE_ARMS) with the GLUE-shaped recipe at ``lr``; return the model
     and its history. At least ``settings.epochs`` epochs and ``settings.min_steps`` optimizer steps."""
-    from .finetuning import FinetuneConfig, finetune, freeze, task_model
-    from .model import RobertaForSequenceClassification
+    from ..finetuning import FinetuneConfig, finetune, freeze, task_model
+    from ..model import RobertaForSequenceClassification
 
     if arm not in FINETUNE_ARMS:
         raise ValueError(f"unknown arm {arm!r}: choose one of {', '.join(FINETUNE_ARMS)}")
@@ -273,7 +274,7 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
 
 
 def _accuracy(labels: torch.Tensor, logits: torch.Tensor, num_labels: int) -> dict[str, float]:
-    from .finetuning import classification_metrics
+    from ..finetuning import classification_metrics
 
     metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
@@ -284,7 +285,7 @@ def run_finetuning_experiment(pretrained_dir, tokenizer, train: list[dict], vali
                               progress=None) -> dict:
     """The sweep (every arm, learning rate and seed: validation and test scores at the end of training), the rate
     each arm keeps (best mean validation accuracy over the seeds), and the label-efficiency curve at those rates."""
-    from .finetuning import predict
+    from ..finetuning import predict
 
     pad = tokenizer.pad_token_id
     y_val = torch.tensor([e["label"] for e in validation])
@@ -397,7 +398,7 @@ def arm_config(baseline, changes):
     the plain layer's parameter count."""
     from dataclasses import replace
 
-    from .config import glu_intermediate_size
+    from ..config import glu_intermediate_size
 
     unknown = [c for c in changes if c not in CHANGES]
     if unknown:
@@ -417,9 +418,9 @@ def ablation_arms(settings: AblationExperiment) -> dict[str, tuple[tuple[str, ..
 
 
 def _arm_trainer(baseline, arm, tokenizer, train_blocks, eval_blocks, steps, settings, seed, device):
-    from .masking import DataCollatorForMLM
-    from .model import RobertaForMaskedLM
-    from .training import Trainer, TrainingConfig
+    from ..masking import DataCollatorForMLM
+    from ..model import RobertaForMaskedLM
+    from ..training import Trainer, TrainingConfig
 
     changes, rate = arm
     torch.manual_seed(seed)
@@ -527,7 +528,7 @@ def run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings: Ablat
 
 
 def _parameters(config) -> int:
-    from .model import RobertaForMaskedLM
+    from ..model import RobertaForMaskedLM
 
     return RobertaForMaskedLM(config).num_parameters()
 
@@ -545,7 +546,7 @@ def load_ablation_result(scale: str) -> dict | None:
 def topic_finetuning(tokenizer, max_length: int, settings: FinetuneExperiment, lr: float, device: str = "cpu"):
     """``downstream`` for run_ablation: notebook 06's topic classifier finetuned from a pretrained directory with
     notebook 06's recipe; validation and test accuracy and macro-F1."""
-    from .finetuning import predict
+    from ..finetuning import predict
 
     names, train, validation, test = encoded_topics(tokenizer, max_length)
     num_labels = len(names)
@@ -603,14 +604,14 @@ def cached_results(experiment: str, scale: str, verbose: bool = True) -> dict | 
     if result is None:
         if verbose:
             print(f"no cached result of {experiment} for the {scale} scale: make it with `python -m "
-                  f"roberta_from_scratch.experiments {experiment} --scale {scale}`")
+                  f"roberta_from_scratch experiments {experiment} --scale {scale}`")
         return None
     device = result.get("device", "a device not recorded")
     label = (f"cached results of the {source} scale, computed on {device} by `{result['command']}` (torch "
              f"{result.get('torch', '?')})")
     if source != scale:
         label += (f"; the {scale} scale has no cached results of its own (make them on a GPU with `python -m "
-                  f"roberta_from_scratch.experiments {experiment} --scale {scale}`), so these describe the "
+                  f"roberta_from_scratch experiments {experiment} --scale {scale}`), so these describe the "
                   f"{source} scale's model, not this run's")
     if verbose:
         print(label)
@@ -646,7 +647,7 @@ def live_settings(experiment: str, scale: Scale):
 
 def device_description(device=None) -> str:
     """What a cached result was computed on, in words: the GPU's name, or the CPU and its threads."""
-    from .settings import pick_device
+    from ..settings import pick_device
 
     device = pick_device(device) if device is None or isinstance(device, str) else device
     if device.type == "cuda":
@@ -662,21 +663,21 @@ def unigram_baseline(scale_name: str) -> tuple[str, float]:
     blocks, masked at 15% with the seed 12345)."""
     from collections import Counter
 
-    from .masking import DataCollatorForMLM
+    from ..masking import DataCollatorForMLM
 
     tokenizer, _, _, train_blocks, eval_blocks = course_setting(scale_name)
     special = set(tokenizer.special_ids)
     token = Counter(t for block in train_blocks for t in block if t not in special).most_common(1)[0][0]
     masked = DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE)(
         eval_blocks[:256], generator=torch.Generator().manual_seed(12345))
-    targets = masked["labels"][masked["labels"] != -100]
+    targets = masked["labels"][masked["labels"] != IGNORE_INDEX]
     return tokenizer.decode([token]), (targets == token).float().mean().item()
 
 
 def course_classification(scale_name: str):
     """Notebook 06's setting: the pretrained encoder of notebook 05, its tokenizer, the topic names and the
     encoded train, validation and test sets (texts cut to the encoder's length)."""
-    from .config import RobertaConfig
+    from ..config import RobertaConfig
     from .artifacts import course_pretrained_model
 
     pretrained_dir, tokenizer = course_pretrained_model(scale_name)
@@ -687,8 +688,8 @@ def course_classification(scale_name: str):
 def encoded_topics(tokenizer, max_length: int):
     """The python-docs-topics names and its train, validation and test sets encoded by ``tokenizer``, texts cut to
     ``max_length`` tokens."""
-    from .data import load_classification
-    from .finetuning import encode_examples
+    from ..data import load_classification
+    from ..finetuning import encode_examples
 
     topics = load_classification("python-docs-topics")
     names = topics["train"].features["label"].names
@@ -698,9 +699,9 @@ def encoded_topics(tokenizer, max_length: int):
 
 def course_setting(scale_name: str):
     """The tokenizer, model config, collator and blocks of notebook 05 at this scale."""
-    from .data import load_corpus
-    from .packing import pack_dataset
-    from .masking import DataCollatorForMLM
+    from ..data import load_corpus
+    from ..packing import pack_dataset
+    from ..masking import DataCollatorForMLM
     from .artifacts import course_tokenizer
 
     recipe = SCALES[scale_name].pretrain
@@ -718,7 +719,7 @@ def recipe_dict(scale_name: str) -> dict:
 
 
 def _write_result(result: dict, output: Path, command: str, scale_name: str, device=None) -> None:
-    from .files import atomic_write
+    from ..files import atomic_write
 
     result["recipe"] = recipe_dict(scale_name)
     result["command"] = command
@@ -734,7 +735,7 @@ def _static_vs_dynamic(args) -> None:
     result = run_masking_experiment(config, collator, train_blocks, eval_blocks, settings, device=args.device,
                                     progress=lambda arm, seed: print(f"  {arm}, seed {seed}", flush=True))
     output = args.output or results_path(args.scale)
-    _write_result(result, output, f"python -m roberta_from_scratch.experiments static-vs-dynamic --scale {args.scale}",
+    _write_result(result, output, f"python -m roberta_from_scratch experiments static-vs-dynamic --scale {args.scale}",
                   args.scale, args.device)
     for arm in ("dynamic", "static"):
         for metric in ("loss", "accuracy"):
@@ -751,7 +752,7 @@ def _finetuning(args) -> None:
         pretrained_dir, tokenizer, train, validation, test, len(names), settings, device=args.device,
         progress=lambda arm, lr, seed, n: print(f"  {arm}, lr {lr:g}, seed {seed}, {n} examples", flush=True))
     output = args.output or finetuning_results_path(args.scale)
-    _write_result(result, output, f"python -m roberta_from_scratch.experiments finetuning --scale {args.scale}",
+    _write_result(result, output, f"python -m roberta_from_scratch experiments finetuning --scale {args.scale}",
                   args.scale, args.device)
     for arm, lr in result["chosen"].items():
         mean, sd, n = spread(result["sweep"][arm][repr(lr)])
@@ -771,7 +772,7 @@ def _beyond_roberta(args) -> None:
     result = run_ablation(baseline, tokenizer, train_blocks, eval_blocks, settings, device=args.device,
                           downstream=downstream, progress=lambda text: print(f"  {text}", flush=True))
     output = args.output or ablation_results_path(args.scale)
-    _write_result(result, output, f"python -m roberta_from_scratch.experiments beyond-roberta --scale {args.scale}",
+    _write_result(result, output, f"python -m roberta_from_scratch experiments beyond-roberta --scale {args.scale}",
                   args.scale, args.device)
     for name, runs in result["runs"].items():
         mean, sd, n = _mean_sd(final_losses(runs))
@@ -781,7 +782,7 @@ def _beyond_roberta(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.experiments",
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch experiments",
                                      description="Run an experiment in full and cache its result for the notebooks.")
     parser.add_argument("experiment", choices=["static-vs-dynamic", "finetuning", "beyond-roberta"])
     parser.add_argument("--scale", choices=list(MASKING), default="cpu",

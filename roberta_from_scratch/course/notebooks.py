@@ -1,13 +1,13 @@
 """The course itself: its map, the repository the notebooks point to, and the cells every notebook starts with.
 
 ``REPOSITORY`` is the one setting behind every "Open in Colab" badge and every Colab install. A fork changes it
-here and runs ``make notebooks`` (``python -m roberta_from_scratch.course sync``), which rewrites the badge and the
+here and runs ``make notebooks`` (``python -m roberta_from_scratch course sync``), which rewrites the badge and the
 setup cell of every notebook; a test checks that they agree with this file. The setup cell installs the release
 the notebook was written for, ``RELEASE`` (the tag of the package's version, ``v{__version__}``), not the branch
 head: a student version handed out in week 1 installs the same package in week 10.
 
 The course map is kept here too, so the README's table and the tour notebook show the same thing
-(``python -m roberta_from_scratch.course map`` prints the table; a test checks the README holds it).
+(``python -m roberta_from_scratch course map`` prints the table; a test checks the README holds it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 REPOSITORY = "roberta-from-scratch/roberta-from-scratch"  # GitHub owner/name
 BRANCH = "main"  # where the badges open the notebooks
@@ -27,7 +27,7 @@ BRANCH = "main"  # where the badges open the notebooks
 # of main between releases) has no tag, so its setup cells install the branch head. README: cutting a release.
 RELEASE = None if ".dev" in __version__ else f"v{__version__}"
 NOTEBOOK_DIR = "notebooks"
-ASSIGNMENT_DIR = "assignments"  # the student versions (python -m roberta_from_scratch.assignments)
+ASSIGNMENT_DIR = "assignments"  # the student versions (python -m roberta_from_scratch assignments)
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def sync_notebook(path: Path, repository: str = REPOSITORY, branch: str = BRANCH
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.course", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch course", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sync = sub.add_parser("sync", help="rewrite badges and setup cells of the notebooks from REPOSITORY/BRANCH")
     sync.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")

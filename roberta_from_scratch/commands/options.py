@@ -4,8 +4,9 @@ checks of the device and the output folder made before any work, so that a mista
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from pathlib import Path
+import sys
 
 
 def _number(kind, test, wanted: str):
@@ -24,35 +25,34 @@ def _number(kind, test, wanted: str):
 
 positive_int = _number(int, lambda v: v >= 1, "at least 1")
 non_negative_int = _number(int, lambda v: v >= 0, "at least 0")
-positive_float = _number(float, lambda v: v > 0, "positive")
-non_negative_float = _number(float, lambda v: v >= 0, "at least 0")
-probability = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+positive_float = _number(float, lambda v: 0 < v < math.inf, "positive and finite")
+non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "at least 0 and finite")
+probability = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")  # NaN fails both comparisons
+
+
+# The errors that carry a message meant for the user (bad settings, data, files, checkpoints): a command prints the
+# message alone, not under a traceback. RFS_TRACEBACK=1 shows the traceback too (for a bug report).
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError)
+
+
+def run_command(run, *args):
+    """``run(*args)``, with a user error printed as ``error: message`` and exit status 2 (argparse's)."""
+    try:
+        return run(*args)
+    except USER_ERRORS as error:
+        if os.environ.get("RFS_TRACEBACK") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def check_device(parser: argparse.ArgumentParser, name: str | None) -> None:
     """``--device`` names a device this machine has (else the parser's error, before anything is loaded)."""
     if name is None:
         return
-    from .settings import pick_device
+    from ..settings import pick_device
 
     try:
         pick_device(name)
     except (RuntimeError, ValueError) as error:  # RuntimeError: a device type torch does not know
         parser.error(f"--device {name}: {error}")
-
-
-def writable_dir(output_dir: str | os.PathLike, option: str = "--output-dir") -> Path:
-    """Create the folder if needed and prove that a file can be written in it; SystemExit says why not."""
-    if not str(output_dir).strip():
-        raise SystemExit(f"{option} is empty: name a folder for what the run writes")
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"{option} {out} is a file: name a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise SystemExit(f"{option} {out} cannot be written ({error.strerror}): choose another folder") from None
-    return out

@@ -5,11 +5,18 @@ looks at. Each is loaded when it is there and made (trained) when it is not, so 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
+import os
+from pathlib import Path
 
-from .data import data_dir, load_corpus
-from .settings import get_scale
-from .tokenizer import MERGES_FILE, VOCAB_FILE, ByteLevelBPETokenizer
+import torch
+
+from ..data import data_dir, load_corpus
+from ..files import writable_dir
+from ..settings import SCALES, get_scale, rehearsed
+from ..tokenizer import MERGES_FILE, VOCAB_FILE, ByteLevelBPETokenizer
 
 
 def course_tokenizer(vocab_size: int | None = None, rebuild: bool = False, verbose: bool = True
@@ -40,7 +47,7 @@ def trained_steps(run_dir) -> int | None:
     from the newest checkpoint notebook 05 leaves (``checkpoints/step-N``); None when neither says."""
     from pathlib import Path
 
-    from .checkpoints import latest_checkpoint
+    from ..checkpoints import latest_checkpoint
 
     run_dir = Path(run_dir)
     history = run_dir / "history.json"
@@ -57,11 +64,9 @@ def trained_steps(run_dir) -> int | None:
     return None
 
 
-def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, what: str):
-    """``data/artifacts/{name}/final`` and its tokenizer, pretrained first with ``arguments`` (for ``steps`` steps)
+def _cached_model(name: str, settings: dict, steps: int, verbose: bool, what: str):
+    """``data/artifacts/{name}/final`` and its tokenizer, pretrained first with ``settings`` (``PretrainRun``'s fields; for ``steps`` steps)
     when it is missing or was made with fewer steps (a rehearsal's, or an older quick run's)."""
-    from .pretrain import build_parser, run
-
     run_dir = data_dir() / "artifacts" / name
     final = run_dir / "final"
     found = (final / "model.safetensors").is_file()
@@ -71,8 +76,8 @@ def _cached_model(name: str, arguments: list[str], steps: int, verbose: bool, wh
             reason = (f"no model in data/artifacts/{name}" if not found else
                       f"the model in data/artifacts/{name} was trained for {made_with} steps, fewer than {steps}")
             print(f"{reason}: {what} first")
-        run(build_parser().parse_args([*arguments, "--steps", str(steps), "--checkpoint-every", "0",
-                                       "--output-dir", str(run_dir), "--no-progress", "--overwrite"]))
+        pretrain(PretrainRun(**settings, steps=steps, checkpoint_every=0, output_dir=str(run_dir), no_progress=True,
+                             overwrite=True))
     elif verbose:
         print(f"pretrained model found: data/artifacts/{name}/final"
               + (f" ({made_with} steps)" if made_with is not None else ""))
@@ -98,7 +103,7 @@ def _minutes(minutes: float) -> str:
 def pretraining_time(scale) -> str:
     """Roughly how long the whole pretraining recipe of ``scale`` (a ``settings.Scale``) takes, in words: on 2 CPU
     cores from runs measured there, and for the gpu scale on a T4, an estimate from the step's FLOPs."""
-    from .training import flops_per_token, head_flops_per_target
+    from ..training import flops_per_token, head_flops_per_target
 
     recipe = scale.pretrain
     if scale.name == "gpu":
@@ -130,7 +135,7 @@ def course_pretrained_model(scale: str | None = None, verbose: bool = True):
     what = (f"pretraining it with the {chosen.name} scale's whole recipe, as notebook 05 does ({recipe.steps} steps "
             f"of {recipe.batch_size} blocks of {recipe.seq_len} tokens, {recipe.preset} preset; "
             f"{pretraining_time(chosen)})")
-    return _cached_model(f"pretrain-{chosen.name}", ["--scale", chosen.name], recipe.steps, verbose, what)
+    return _cached_model(f"pretrain-{chosen.name}", {"scale": chosen.name}, recipe.steps, verbose, what)
 
 
 # Notebook 07 looks at a model with at least 4 layers x 4 heads. The gpu recipe's model is one (4 x 8); the cpu and
@@ -149,10 +154,10 @@ def course_attention_model(scale: str | None = None, verbose: bool = True):
         return course_pretrained_model(name, verbose)
     layers, heads, steps, lr = ATTENTION_MODEL[name]
     steps = chosen.cut(steps)  # a few in a rehearsal
-    return _cached_model(f"attention-{name}", ["--scale", name, "--layers", str(layers), "--heads", str(heads),
-                                                "--dropout", "0.1",  # RoBERTa's, whatever the scale's recipe says
-                                                "--lr", str(lr), "--warmup-steps", str(max(steps // 10, 1)),
-                                                "--eval-every", str(max(steps // 3, 1))],
+    return _cached_model(f"attention-{name}", dict(scale=name, layers=layers, heads=heads,
+                                                   dropout=0.1,  # RoBERTa's, whatever the scale's recipe says
+                                                   lr=lr, warmup_steps=max(steps // 10, 1),
+                                                   eval_every=max(steps // 3, 1)),
                          steps, verbose, f"pretraining a {layers}-layer, {heads}-head model")
 
 
@@ -177,4 +182,150 @@ def describe_pretrained(model_dir, since: float) -> str:
         return line + (f"; held-out masked-token accuracy {held_out[-1]['accuracy']:.1%} after "
                        f"{held_out[-1]['step']} steps")
     return line + "; its held-out masked-token accuracy is printed by notebook 05"
+
+
+# ----------------------------------------------------------------------------------------------- a pretraining run
+
+RECIPES = {name: scale.pretrain for name, scale in SCALES.items()}  # one source: settings.SCALES (as written)
+
+
+@dataclass
+class PretrainRun:
+    """The settings of a pretraining run: the command line's options (``python -m roberta_from_scratch pretrain``
+    reads them into this), None where the scale's recipe decides."""
+
+    output_dir: str
+    scale: str | None = None  # default: RFS_SCALE
+    corpus: str = "python-docs"
+    preset: str | None = None
+    hidden_size: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    vocab_size: int | None = None
+    seq_len: int | None = None
+    batch_size: int | None = None
+    micro_batch_size: int | None = None
+    dropout: float | None = None
+    lr: float | None = None
+    steps: int | None = None
+    warmup_steps: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int = 100
+    precision: str = "auto"
+    compile: bool | None = None
+    workers: int = 0
+    log_every: int = 10
+    pad_vocab: int = 64
+    activation_checkpointing: bool = False
+    fsdp: bool = False
+    device: str | None = None
+    seed: int = 0
+    resume: bool = False
+    extend: bool = False
+    overwrite: bool = False
+    no_progress: bool = False
+
+
+def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> Path:
+    """Before the first step: an output folder that can be written, and that holds no other run's checkpoints (any
+    ``step-*`` folder, complete or not) or final model, unless the run continues them (``--resume``) or replaces
+    them (``--overwrite``)."""
+    import shutil
+
+    from ..checkpoints import step_folders
+
+    out = writable_dir(output_dir)
+    checkpoints, final = out / "checkpoints", out / "final"
+    earlier = [p.name for p in step_folders(checkpoints)] + (["final"] if final.exists() and not resume else [])
+    if earlier and not resume:
+        if not overwrite:
+            shown = ", ".join(earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+            raise ValueError(f"{out} holds an earlier run ({shown}): --resume continues it, --overwrite deletes it "
+                             "and starts over, or choose another --output-dir")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+    return out
+
+
+def _pick(value, default):
+    """An option's value, or the recipe's default when the option was not given."""
+    return default if value is None else value
+
+
+def training_config(args: PretrainRun, recipe):
+    """The run's TrainingConfig: the options given, the recipe's values for the rest."""
+    from ..training import TrainingConfig
+
+    return TrainingConfig(
+        max_steps=_pick(args.steps, recipe.steps), batch_size=_pick(args.batch_size, recipe.batch_size),
+        micro_batch_size=args.micro_batch_size, lr=_pick(args.lr, recipe.lr),
+        warmup_steps=_pick(args.warmup_steps, recipe.warmup_steps), eval_every=_pick(args.eval_every, recipe.eval_every),
+        checkpoint_every=args.checkpoint_every, checkpoint_dir=str(Path(args.output_dir) / "checkpoints"),
+        seed=args.seed, precision=args.precision, compile=args.compile, device=args.device,
+        progress=not args.no_progress, activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp,
+        num_workers=args.workers, log_every=args.log_every, pad_vocab_multiple=args.pad_vocab)
+
+
+def pretrain(args: PretrainRun):
+    """Pretrain as ``args`` says (what the command line reads, or what the course's cached models need): the
+    tokenizer, the corpus packed into blocks, the Trainer, checkpoints, and the final model with its history in
+    ``output_dir``. Bad settings raise ValueError before any work. Returns the Trainer."""
+    from ..data import load_corpus  # looked up at call time (a test replaces it)
+    from ..distributed import close_distributed, init_distributed, main_first
+    from ..masking import DataCollatorForMLM
+    from ..model import RobertaForMaskedLM
+    from ..packing import pack_dataset
+    from ..training import Trainer, latest_checkpoint
+
+    rank = init_distributed(args.device)  # under torchrun: join the other processes; else rank 0 of 1
+    say = print if rank.is_main else (lambda *a, **k: None)
+    if rank.is_main:  # before any work: a run that cannot save its model must not train first
+        check_output_dir(args.output_dir, args.resume, args.overwrite)
+
+    scale = get_scale(args.scale)
+    recipe = RECIPES[scale.name]
+    if scale.rehearsal:  # RFS_REHEARSAL=1: the recipe's steps cut to a few, as in the notebooks
+        recipe = rehearsed(dataclasses.replace(scale, pretrain=recipe)).pretrain
+    recipe = dataclasses.replace(  # the command line's choices replace the recipe's
+        recipe, preset=_pick(args.preset, recipe.preset), hidden_size=_pick(args.hidden_size, recipe.hidden_size),
+        vocab_size=_pick(args.vocab_size, recipe.vocab_size), seq_len=_pick(args.seq_len, recipe.seq_len),
+        dropout=_pick(args.dropout, recipe.dropout))
+    torch.manual_seed(args.seed)  # the same initial weights in every process
+    cfg = training_config(args, recipe)  # settings that fit no run: a ValueError before any work
+    with main_first():  # rank 0 builds the caches, the others read them
+        tokenizer = course_tokenizer(recipe.vocab_size, verbose=rank.is_main)
+        corpus = load_corpus(args.corpus, verbose=rank.is_main)
+        train_blocks = list(pack_dataset(corpus["train"], tokenizer, recipe.seq_len)["input_ids"])
+        eval_blocks = list(pack_dataset(corpus["validation"], tokenizer, recipe.seq_len)["input_ids"])
+    shape = {key: value for key, value in (("num_hidden_layers", args.layers), ("num_attention_heads", args.heads))
+             if value is not None}
+    config = recipe.model_config(tokenizer.vocab_size, **shape)
+    trainer = Trainer(RobertaForMaskedLM(config), train_blocks, DataCollatorForMLM(tokenizer), cfg, eval_blocks)
+    if args.resume:
+        if latest_checkpoint(cfg.checkpoint_dir) is None:
+            say(f"no checkpoint in {cfg.checkpoint_dir}: starting from step 0")
+        else:  # the newest intact checkpoint (a damaged newer one is skipped with a warning)
+            try:
+                checkpoint = trainer.load_checkpoint(cfg.checkpoint_dir, allow_more_steps=args.extend)
+            except ValueError as error:  # damaged checkpoints or changed settings: the message says what to do
+                raise ValueError(f"cannot resume: {error}") from None
+            say(f"resumed from {checkpoint} at step {trainer.step}")
+    processes = (f"; {rank.world_size} process{'es' * (rank.world_size > 1)} ({'FSDP' if args.fsdp else 'DDP'})"
+                 if rank.distributed else "")
+    say(f"model: {trainer.model.num_parameters():,} parameters ({recipe.preset}, hidden {config.hidden_size}); "
+          f"{len(train_blocks):,} blocks of {recipe.seq_len} tokens; {cfg.max_steps} steps of {cfg.batch_size}; "
+          f"{trainer.device} {trainer.precision.name}{processes}")
+    history = trainer.train()
+    final = trainer.save_model(Path(args.output_dir) / "final")
+    if rank.is_main:
+        tokenizer.save(final)
+        (Path(args.output_dir) / "history.json").write_text(json.dumps({"train": history.train,
+                                                                        "eval": history.eval}))
+    close_distributed()
+    if history.eval:
+        last = history.eval[-1]
+        say(f"final: held-out loss {last['loss']:.3f}, perplexity {last['perplexity']:.1f}, masked-token accuracy "
+              f"{last['accuracy']:.1%}; saved to {os.path.relpath(final)}")
+    return trainer
+
 

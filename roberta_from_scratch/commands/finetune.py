@@ -1,15 +1,15 @@
 """Finetune a pretrained RoBERTa from the command line: classification, tagging or question answering.
 
-    python -m roberta_from_scratch.finetune --model data/artifacts/pretrain-cpu/final --output-dir runs/topics
-    python -m roberta_from_scratch.finetune --model data/artifacts/pretrain-cpu/final --task python-docs-entities \\
+    python -m roberta_from_scratch finetune --model data/artifacts/pretrain-cpu/final --output-dir runs/topics
+    python -m roberta_from_scratch finetune --model data/artifacts/pretrain-cpu/final --task python-docs-entities \\
         --lr 1e-3 --epochs 2 --output-dir runs/entities                   # tagging: entity F1 per epoch
-    python -m roberta_from_scratch.finetune --model data/artifacts/pretrain-cpu/final --task python-docs-qa \\
+    python -m roberta_from_scratch finetune --model data/artifacts/pretrain-cpu/final --task python-docs-qa \\
         --lr 1e-3 --epochs 3 --output-dir runs/qa                         # question answering: EM and F1
-    python -m roberta_from_scratch.finetune --model FacebookAI/roberta-base --task sst2 --lr 2e-5 --epochs 3 \\
+    python -m roberta_from_scratch finetune --model FacebookAI/roberta-base --task sst2 --lr 2e-5 --epochs 3 \\
         --batch-size 32 --output-dir runs/sst2                            # online
-    python -m roberta_from_scratch.finetune --model FacebookAI/roberta-base --task conll2003 --lr 3e-5 --epochs 3 \\
+    python -m roberta_from_scratch finetune --model FacebookAI/roberta-base --task conll2003 --lr 3e-5 --epochs 3 \\
         --output-dir runs/conll2003                                       # online
-    python -m roberta_from_scratch.finetune --model FacebookAI/roberta-base --task squad --lr 3e-5 --epochs 2 \\
+    python -m roberta_from_scratch finetune --model FacebookAI/roberta-base --task squad --lr 3e-5 --epochs 2 \\
         --max-length 384 --stride 128 --output-dir runs/squad             # online
 
 The code is the notebooks': 06 for classification, 09 for tagging and question answering. The offline tagging
@@ -26,8 +26,9 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli import (check_device, non_negative_float, non_negative_int, positive_float, positive_int, probability,
-                  writable_dir)
+from .options import (check_device, non_negative_float, non_negative_int, positive_float, positive_int, probability,
+                  run_command)
+from ..files import writable_dir
 
 # --task -> its family. The names are those of the loaders (data.load_classification, tagging.load_tagging,
 # qa.load_qa; a test keeps them equal), spelled out here so that reading the command line loads no data library.
@@ -45,7 +46,7 @@ def default_stride(max_length: int) -> int:
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.finetune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a model directory or Hub id (e.g. FacebookAI/roberta-base)")
     parser.add_argument("--tokenizer", help="default: the model's own")
     parser.add_argument("--task", default="python-docs-topics", choices=list(TASKS), metavar="TASK",
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     check_device(parser, args.device)
+    return run_command(run, parser, args)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The command, its options read: check them, load, finetune, save."""
     if args.stride is not None:
         if TASKS[args.task] != "qa":
             parser.error(f"--stride applies to question answering (python-docs-qa, squad), not to {args.task}")
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None):
             parser.error(f"--stride {args.stride}: windows of --max-length {args.max_length} tokens must share "
                          f"fewer than {args.max_length}")
 
-    from .finetuning import FinetuneConfig
+    from ..finetuning import FinetuneConfig
 
     try:  # the run's settings, checked before anything is loaded or trained
         cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -84,8 +90,8 @@ def main(argv: list[str] | None = None):
     except ValueError as error:
         parser.error(str(error))
     writable_dir(args.output_dir)  # a model that cannot be saved must not be trained first
-    run = {"classification": _classification, "tagging": _tagging, "qa": _question_answering}[TASKS[args.task]]
-    model, tokenizer, history, test = run(parser, args, cfg)
+    family = {"classification": _classification, "tagging": _tagging, "qa": _question_answering}[TASKS[args.task]]
+    model, tokenizer, history, test = family(parser, args, cfg)
     out = model.save_pretrained(Path(args.output_dir))
     tokenizer.save(out)
     record = {"train": history.train, "eval": history.eval, **({"test": test} if test is not None else {})}
@@ -100,9 +106,9 @@ def main(argv: list[str] | None = None):
 
 
 def _classification(parser, args, cfg):
-    from . import load_classification
-    from .finetuning import encode_examples
-    from .model import RobertaForSequenceClassification
+    from ..data import load_classification
+    from ..finetuning import encode_examples
+    from ..model import RobertaForSequenceClassification
 
     data = load_classification(args.task)
     names = data["train"].features["label"].names
@@ -118,8 +124,8 @@ def _classification(parser, args, cfg):
 
 
 def _tagging(parser, args, cfg):
-    from . import tagging
-    from .model import RobertaForTokenClassification
+    from .. import tagging
+    from ..model import RobertaForTokenClassification
 
     data = tagging.load_tagging(args.task)
     names = tagging.label_names(data)
@@ -147,8 +153,8 @@ def _tagging(parser, args, cfg):
 
 
 def _question_answering(parser, args, cfg):
-    from . import qa
-    from .model import RobertaForQuestionAnswering
+    from .. import qa
+    from ..model import RobertaForQuestionAnswering
 
     data = qa.load_qa(args.task)
     model, tokenizer = _load(parser, args, cfg, RobertaForQuestionAnswering)
@@ -180,8 +186,8 @@ def _question_answering(parser, args, cfg):
 def _load(parser, args, cfg, cls, **config_overrides):
     """The pretrained encoder with a new ``cls`` head (finetuning's dropout) and the tokenizer; checks
     ``--trainable-layers`` against the model and fits ``cfg.max_length`` to its positions."""
-    from .finetuning import task_model
-    from .tokenizer import ByteLevelBPETokenizer
+    from ..finetuning import task_model
+    from ..tokenizer import ByteLevelBPETokenizer
 
     model = task_model(cls, args.model, args.seed, **config_overrides)
     print(f"loaded {args.model}: {model.load_report}")
@@ -195,7 +201,7 @@ def _load(parser, args, cfg, cls, **config_overrides):
 
 def _train(model, train, validation, cfg, tokenizer, args, sizes: str, evaluate=None):
     """Freeze as ``--trainable-layers`` says and finetune; ``sizes`` describes the data in the opening line."""
-    from .finetuning import finetune, freeze
+    from ..finetuning import finetune, freeze
 
     trainable = freeze(model, args.trainable_layers)
     print(f"{sizes}; {trainable:,} trainable parameters")

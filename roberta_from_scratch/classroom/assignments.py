@@ -1,6 +1,6 @@
 """Student versions of the course notebooks, for graded assignments.
 
-    python -m roberta_from_scratch.assignments [NOTEBOOK ...] [--output-dir assignments]
+    python -m roberta_from_scratch assignments [NOTEBOOK ...] [--output-dir assignments]
 
 The course notebooks carry their exercises in nbgrader's format: reference solutions between ``### BEGIN SOLUTION``
 and ``### END SOLUTION``, hidden tests between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, and cell
@@ -25,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from .course import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge, notebook_text
+from ..course.notebooks import _BADGE, ASSIGNMENT_DIR, NOTEBOOK_DIR, badge, notebook_text
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 STUDENT_KEY = "rfs"  # cell metadata: {"student_source": the cell's source in the student version}
@@ -93,7 +93,7 @@ def student_version(path: str | os.PathLike):
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    from .files import atomic_write
+    from ..files import atomic_write
 
     atomic_write(path, text)
 
@@ -114,7 +114,7 @@ def build(notebooks: list[str | os.PathLike] | None = None, output_dir: str | os
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.assignments",
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch assignments",
                                      description="Write the student versions of the course notebooks.")
     parser.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/ that has exercises")
     parser.add_argument("--output-dir", default=ASSIGNMENT_DIR)

@@ -72,7 +72,7 @@ def _installed_code(function) -> bool:
     import site
 
     filename = os.path.abspath(function.__code__.co_filename)
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__),  # this package, not its checkout
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(__file__)),  # this package, not its checkout
              *site.getsitepackages(), site.getusersitepackages()}
     return any(filename.startswith(os.path.abspath(r) + os.sep) for r in roots if r)
 
@@ -327,7 +327,7 @@ class Guard:
 def install(name: str) -> str:
     """Install a Guard as ``builtins.<name>`` (reachable from any namespace, and not cleared by ``%reset``);
     return the scale the kernel runs at, for the report."""
-    from .settings import get_scale
+    from ..settings import get_scale
 
     from IPython import get_ipython  # not builtins.get_ipython: IPython puts it there only while a cell runs
 

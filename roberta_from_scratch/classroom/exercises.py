@@ -31,7 +31,7 @@ import sys
 from contextlib import contextmanager
 from types import ModuleType
 
-PACKAGE = __name__.rpartition(".")[0]
+PACKAGE = __name__.split(".")[0]  # roberta_from_scratch: every module of the package, not only this wing
 
 
 class ImplementYourself(RuntimeError):

@@ -13,11 +13,11 @@ with a file system made of
 - fresh, empty, size-limited and private to this one kernel: ``HOME`` (so ``IPYTHONDIR``), ``/tmp`` (``TMPDIR``);
   a kernel restarted after a crash gets new ones.
 
-Inside, ``python -m roberta_from_scratch.sandbox`` sets the resource limits (``setrlimit``: CPU time, address space,
+Inside, ``python -m roberta_from_scratch.classroom.sandbox`` sets the resource limits (``setrlimit``: CPU time, address space,
 processes and threads, size of a written file), gives the command /dev/null as input and a log file as output,
 and then becomes the command:
 
-    python -m roberta_from_scratch.sandbox [--cpu-seconds S] [--memory-bytes B] [--processes N] [--file-bytes B]
+    python -m roberta_from_scratch.classroom.sandbox [--cpu-seconds S] [--memory-bytes B] [--processes N] [--file-bytes B]
         [--log FILE] -- COMMAND ...
 
 ``why_unconfined()`` says, in one line, why bubblewrap cannot confine here (not installed, or the kernel refuses
@@ -68,7 +68,7 @@ def why_unconfined() -> str | None:
 
 def readable_roots() -> list[str]:
     """What the kernel may read besides the system: the Python installation, the environment, this package."""
-    package = str(Path(__file__).resolve().parent)
+    package = str(Path(__file__).resolve().parents[1])  # the whole package, not this wing
     roots = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
     roots.add(package)
     # a root inside another is bound with it; the package of a non-editable install lies inside sys.prefix
@@ -132,9 +132,9 @@ def detach_descriptors(log: str | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
-        sys.exit("usage: python -m roberta_from_scratch.sandbox [options] -- COMMAND ...")
+        sys.exit("usage: python -m roberta_from_scratch.classroom.sandbox [options] -- COMMAND ...")
     split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.sandbox")
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.classroom.sandbox")
     parser.add_argument("--cpu-seconds", type=int)
     parser.add_argument("--memory-bytes", type=int)
     parser.add_argument("--processes", type=int)

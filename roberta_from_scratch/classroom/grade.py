@@ -1,6 +1,6 @@
 """Autograder for the course's exercises.
 
-    python -m roberta_from_scratch.grade NOTEBOOK [--source COURSE_NOTEBOOK] [--json] [--timeout 300]
+    python -m roberta_from_scratch grade NOTEBOOK [--source COURSE_NOTEBOOK] [--json] [--timeout 300]
         [--deadline 1800] [--scale smoke] [--memory-gb 16]
 
 Grades a completed student notebook the way nbgrader's autograder does, without its database. The submission is
@@ -42,8 +42,8 @@ from pathlib import Path
 
 from .assignments import nbgrader_meta
 from .grader_guard import NOT_RESTORABLE, UNTRUSTED
-from .course import NOTEBOOK_DIR
-from .settings import SCALES
+from ..course.notebooks import NOTEBOOK_DIR
+from ..settings import SCALES
 
 PASSED, FAILED, TIMEOUT, MISSING, MANUAL = "passed", "failed", "timeout", "missing", "graded by hand"
 TAMPERED = "tampering"
@@ -111,7 +111,7 @@ def default_source(student: Path) -> Path:
     """``notebooks/<name>`` in the current directory, else in the checkout this package sits in; never the
     submission itself (a plain pip install has no checkout: then the instructor names it with --source)."""
     candidates = [Path.cwd() / NOTEBOOK_DIR / student.name,
-                  Path(__file__).resolve().parent.parent / NOTEBOOK_DIR / student.name]
+                  Path(__file__).resolve().parents[2] / NOTEBOOK_DIR / student.name]
     for candidate in candidates:
         if candidate.is_file() and not _same_file(candidate, student):
             return candidate
@@ -253,7 +253,7 @@ def _kernel_manager(limits: Limits, workdir: Path, confined: bool, env: dict[str
     class ConfinedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             command = super().format_kernel_cmd(extra_arguments)
-            inner = [sys.executable, "-m", "roberta_from_scratch.sandbox", "--memory-bytes", str(limits.memory_bytes),
+            inner = [sys.executable, "-m", "roberta_from_scratch.classroom.sandbox", "--memory-bytes", str(limits.memory_bytes),
                      "--processes", str(limits.processes), "--file-bytes", str(limits.file_bytes),
                      "--log", str(workdir / "kernel.log")]
             if limits.cpu_seconds:
@@ -308,7 +308,7 @@ class _Kernel:
         return values
 
     def install(self) -> str:
-        return self.request({"scale": f"__import__('roberta_from_scratch.grader_guard', fromlist=['install'])"
+        return self.request({"scale": f"__import__('roberta_from_scratch.classroom.grader_guard', fromlist=['install'])"
                                       f".install({self.guard!r})"}, timeout=120)["scale"]
 
     def check(self) -> list[str] | None:
@@ -452,7 +452,7 @@ def _seed_data(target: Path) -> None:
     link: what a kernel writes there stays in its submission's sandbox."""
     import shutil
 
-    from .data import data_dir
+    from ..data import data_dir
 
     source = data_dir()
     if source.is_dir():
@@ -539,7 +539,7 @@ def grade(student_path: str | os.PathLike, source_path: str | os.PathLike | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch.grade",
+    parser = argparse.ArgumentParser(prog="python -m roberta_from_scratch grade",
                                      description="Grade a completed student notebook: score per exercise.")
     parser.add_argument("notebook", help="the student's notebook (.ipynb)")
     parser.add_argument("--source", help="the course notebook with the solutions and hidden tests "
