@@ -86,8 +86,9 @@ def _cached_model(name: str, settings: dict, steps: int, verbose: bool, what: st
 
 # For the time a notebook announces before it pretrains its own model. A T4: the step's FLOPs, counted as notebook 08
 # counts them, over its fp16 peak at this share of it (an assumption for a small model on a T4: short kernels, fixed
-# costs per step). A CPU: measured on 2 cores, notebook 05's committed cpu-scale run (2,600 steps in 8.7 minutes) and
-# the gpu recipe's step in the fp16 rehearsal (about 7 s).
+# costs per step). A CPU: measured on 2 cores, a cpu-scale run of notebook 05 (2,600 steps in 8.7 minutes; on
+# 2026-12-07 the same machine took 4.6, 10.1 and 12.6 minutes: its speed varies, and 8.7 is in the middle) and the
+# gpu recipe's step in the fp16 rehearsal (about 7 s).
 T4_PEAK_FLOPS, ASSUMED_T4_MFU = 65e12, 0.3  # the middle of benchmarks/t4_estimates.py's 25-35%, as notebook 08
 CPU_RUN_STEPS, CPU_RUN_MINUTES, GPU_RECIPE_CPU_SECONDS_PER_STEP = 2600, 8.7, 7.0
 

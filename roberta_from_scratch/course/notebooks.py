@@ -56,7 +56,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
             "static against dynamic masking over 3 seeds",
-            ("0.7", "8.6", "est. 3.6-6.8 (T4), 7.3 GiB")),
+            ("0.7", "5.2", "est. 3.6-6.9 (T4), 7.3 GiB")),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
             ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
