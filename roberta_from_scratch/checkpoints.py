@@ -258,6 +258,13 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     missing = [k for k in ("step", "optimizer", "scheduler", "scaler", "cpu_rng", "history") if k not in state]
     if missing:
         raise ValueError(f"{path / STATE_FILE}: not a training state (lacks {', '.join(missing)})")
+    rng = state.get("rank_rng", [])
+    if not isinstance(rng, list) or not all(isinstance(r, dict) and isinstance(r.get("cpu"), torch.Tensor)
+                                            and r["cpu"].dtype == torch.uint8 for r in rng):
+        raise ValueError(f"{path / STATE_FILE}: its random states (rank_rng) are not a list of generator states; the "
+                         "file is damaged")
+    if not isinstance(state.get("run_id"), (str, type(None))):
+        raise ValueError(f"{path / STATE_FILE}: its run_id is not a text; the file is damaged")
     for key in ("training_config", "history"):  # JSON text inside the state: garbage there must not pass
         try:
             json.loads(state.get(key, "{}"))

@@ -276,7 +276,10 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(setup, tmp_pat
         trainer_for(setup).load_checkpoint(tmp_path / "step-0000004")
     good_state = torch.load(tmp_path / "step-0000006" / STATE_FILE, weights_only=True)
     for bad, message in [(torch.zeros(3), "holds a Tensor, not a training state"),
-                         ({**good_state, "history": "{not json"}, "its history is not valid JSON")]:
+                         ({**good_state, "history": "{not json"}, "its history is not valid JSON"),
+                         ({**good_state, "rank_rng": [{"cpu": torch.zeros(3)}]}, "rank_rng"),  # float, not a state
+                         ({**good_state, "rank_rng": "x"}, "rank_rng"),
+                         ({**good_state, "run_id": 7}, "its run_id is not a text")]:
         torch.save(bad, tmp_path / "step-0000006" / STATE_FILE)  # hostile or garbled, but loadable
         with pytest.raises(ValueError, match=message):
             trainer_for(setup).load_checkpoint(tmp_path / "step-0000006")
@@ -941,7 +944,7 @@ def test_the_pretrain_command_refuses_infinite_rates(argv, message, capsys, tmp_
     assert stop.value.code == 2 and re.search(message, capsys.readouterr().err)
 
 
-def test_a_command_prints_a_users_error_without_a_traceback(tmp_path, python_docs_dir):
+def test_a_command_prints_a_users_error_without_a_traceback(tmp_path, python_docs_dir, python_docs):
     """Catches: clear messages printed under a full traceback (a corpus path that does not exist)."""
     shutil.copytree(python_docs_dir / "cache", tmp_path / "data" / "cache")
     env = {**os.environ, "RFS_SCALE": "smoke", "RFS_DATA_DIR": str(tmp_path / "data")}
@@ -951,3 +954,16 @@ def test_a_command_prints_a_users_error_without_a_traceback(tmp_path, python_doc
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error: ") and "no-such-corpus" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_the_pretrain_command_defaults_are_pretrain_runs_own():
+    """Catches: a default written twice (the parser's and PretrainRun's) that drifts: the command and the course's
+    cached models would then train differently from the same settings."""
+    import dataclasses
+
+    from roberta_from_scratch.commands.pretrain import build_parser
+    from roberta_from_scratch.course.artifacts import PretrainRun
+
+    parsed = vars(build_parser().parse_args(["--output-dir", "x"]))
+    assert set(parsed) == {f.name for f in dataclasses.fields(PretrainRun)}
+    assert PretrainRun(**parsed) == PretrainRun(output_dir="x")

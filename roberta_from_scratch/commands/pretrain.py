@@ -19,6 +19,7 @@ alone prints, checkpoints and writes the final model; ``--resume`` works with an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from ..course.artifacts import RECIPES, PretrainRun, pretrain
 from .options import check_device, non_negative_int, positive_float, positive_int, probability, run_command
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Masked-language-model pretraining of RoBERTa.")
     parser.add_argument("--scale", choices=list(RECIPES), help="take every size from this scale's recipe "
                         "(default: RFS_SCALE); the options below override it")
-    parser.add_argument("--corpus", default="python-docs", help="python-docs, wikitext-103, tinystories or a path")
+    parser.add_argument("--corpus", help="python-docs, wikitext-103, tinystories or a path")
     parser.add_argument("--preset", help="model preset: tiny, mini, small, base, large")
     parser.add_argument("--hidden-size", type=positive_int)
     parser.add_argument("--layers", type=positive_int, help="encoder layers (default: the preset's)")
@@ -45,15 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=positive_int)
     parser.add_argument("--warmup-steps", type=non_negative_int)
     parser.add_argument("--eval-every", type=positive_int)
-    parser.add_argument("--checkpoint-every", type=non_negative_int, default=100)
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+    parser.add_argument("--checkpoint-every", type=non_negative_int)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="torch.compile the model (default: on CUDA, falling back to eager if it fails)")
-    parser.add_argument("--workers", type=non_negative_int, default=0,
+    parser.add_argument("--workers", type=non_negative_int,
                         help="DataLoader worker processes that build (gather and mask) the batches ahead (default 0)")
-    parser.add_argument("--log-every", type=positive_int, default=10,
+    parser.add_argument("--log-every", type=positive_int,
                         help="steps between reads of the losses from the device (default 10)")
-    parser.add_argument("--pad-vocab", type=positive_int, default=64, metavar="N",
+    parser.add_argument("--pad-vocab", type=positive_int, metavar="N",
                         help="round the vocabulary's rows up to a multiple of N for the GPU's matrix engines; files "
                         "keep the real rows (default 64; 1: no padding)")
     parser.add_argument("--activation-checkpointing", action="store_true",
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer "
                         "states over the processes (FSDP) instead of replicating them (DDP)")
     parser.add_argument("--device")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output-dir")
     parser.add_argument("--extend", action="store_true", help="with --resume: allow more --steps than the checkpoint's "
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="start a new run in an output-dir that holds another "
                         "run's checkpoints (they are deleted)")
     parser.add_argument("--no-progress", action="store_true")
+    # one source for the defaults: the fields of PretrainRun, which the options fill
+    parser.set_defaults(**{f.name: f.default for f in dataclasses.fields(PretrainRun)
+                           if f.default is not dataclasses.MISSING})
     return parser
 
 

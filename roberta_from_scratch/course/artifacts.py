@@ -237,7 +237,7 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> Path:
 
     out = writable_dir(output_dir)
     checkpoints, final = out / "checkpoints", out / "final"
-    earlier = [p.name for p in step_folders(checkpoints)] + (["final"] if final.exists() and not resume else [])
+    earlier = [p.name for p in step_folders(checkpoints)] + (["final"] if final.exists() else [])
     if earlier and not resume:
         if not overwrite:
             shown = ", ".join(earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
