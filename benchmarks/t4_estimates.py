@@ -23,6 +23,7 @@ from functools import lru_cache
 
 from roberta_from_scratch.config import RobertaConfig
 from roberta_from_scratch.course.experiments import ABLATION, FINETUNING, MASKING, ablation_arms
+from roberta_from_scratch.course.reference import REFERENCE_DIR
 from roberta_from_scratch.settings import SCALES
 from roberta_from_scratch.training import PEAK_TFLOPS, flops_per_token, head_flops_per_target
 
@@ -70,7 +71,8 @@ def cpu_flops_per_s() -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------------- the models
 
 LABELS = {"topics": 7, "tags": 7, "span": 2}  # python-docs-topics' 7 topics; O + B/I of EXC, FUNC, MOD; start/end
-SMALL = RECIPE.model_config(RECIPE.vocab_size)  # notebook 05's gpu model: small preset, vocabulary 16,000, 128 tokens
+SMALL = RECIPE.model_config(RECIPE.vocab_size)
+REFERENCE = RobertaConfig.load(REFERENCE_DIR)  # notebook 05's gpu model: small preset, vocabulary 16,000, 128 tokens
 CONFIGS = {
     "small": SMALL,
     "base-16k": RobertaConfig.from_preset("base", vocab_size=RECIPE.vocab_size,  # notebook 05, section 9's next size
@@ -78,6 +80,7 @@ CONFIGS = {
     "roberta-base": RobertaConfig.from_preset("base", vocab_size=50265, max_position_embeddings=514),
     # notebook 11, cell 9: the ladder's baseline (notebook 05's model) 12 layers deep, dropout off (layer_config)
     "deep-12": replace(SMALL, num_hidden_layers=12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    "reference": REFERENCE,  # the reference model notebook 07 looks at, at every scale (its shipped config.json)
 }
 HEADS = {"mlm": "RobertaForMaskedLM", "topics": "RobertaForSequenceClassification",
          "tags": "RobertaForTokenClassification", "span": "RobertaForQuestionAnswering", "encoder": "RobertaModel"}
@@ -287,17 +290,25 @@ def _notebook_06() -> list[Workload]:
 
 
 def _notebook_07() -> list[Workload]:
-    docs, width = 256, 128  # cell 18: n_docs at gpu, cut and padded to the model's 128 tokens
+    # the reference model at every scale (cell 3), 64 held-out blocks of its 64 tokens for the statistics (cell 18),
+    # its 256 held-out blocks in batches of 64 for each evaluation (cells 3 and 34)
+    blocks, width, heldout = 64, REFERENCE.max_tokens, 256
     base_docs, base_width = 32, 256
-    small_weights = 2 * state(per_param=4)  # the pretrained and the random model
+    small_weights = 2 * state(model="reference", per_param=4)  # the reference model and its random twin
+    evaluation = math.ceil(heldout / 64)
     return [
-        Workload("07", 18, f"attention maps of {docs} documents, pretrained and random model (fp32, explicit "
-                 "attention, logits at every position)", kind="forward", batch=16, seq_len=width,
-                 batches=2 * docs // 16, targets=1.0, precision="fp32", attention="explicit",
-                 resident_bytes=state(per_param=4)),
-        Workload("07", 28, f"roberta-base's maps of {base_docs} documents of up to {base_width} tokens (online only)",
+        Workload("07", 3, f"its held-out accuracy: {heldout} blocks", model="reference", kind="forward", batch=64,
+                 seq_len=width, batches=evaluation, targets=PREDICTED),
+        Workload("07", 18, f"attention maps of {blocks} blocks, reference and random model (fp32, explicit "
+                 "attention, logits at every position)", model="reference", kind="forward", batch=16, seq_len=width,
+                 batches=2 * blocks // 16, targets=1.0, precision="fp32", attention="explicit",
+                 resident_bytes=small_weights),
+        Workload("07", 28, f"roberta-base's maps of {base_docs} texts of up to {base_width} tokens (online only)",
                  model="roberta-base", kind="forward", batch=16, seq_len=base_width, batches=base_docs // 16,
                  targets=1.0, precision="fp32", attention="explicit", resident_bytes=small_weights),
+        Workload("07", 34, "head ablation: the intact model and 16 heads off, twice (the page's and the package's)",
+                 model="reference", kind="forward", batch=64, seq_len=width, batches=33 * evaluation,
+                 targets=PREDICTED, resident_bytes=small_weights),
     ]
 
 
@@ -430,26 +441,14 @@ NOTEBOOKS = {  # number -> (title, minutes of CPU work at the gpu scale that no 
     "04": ("Packing and masking", 0.2),
     "05": ("Pretraining", 0.0),
     "06": ("Finetuning", 0.0),
-    "07": ("Seeing attention", 0.4),  # head_statistics on the CPU: 11.6 s per model's 256 maps (measured here)
+    "07": ("Seeing attention", 0.1),  # head_statistics on the CPU: 64 blocks of 64 tokens per model, seconds
     "08": ("Scaling up", 0.8),  # cells 22-36 run on the CPU at every scale: its cpu-scale time, an upper bound
     "09": ("Tagging and question answering", 0.0),
     "10": ("Semantic search", 1.0),  # tokenizing each training batch: 8-20 ms x 3,600 steps (measured here)
     "11": ("Beyond RoBERTa", 0.0),
 }
-# A notebook opened alone (06, 07 at the gpu scale, 09, 10) without notebook 05's model first pretrains one with the
-# gpu scale's whole recipe (artifacts.course_pretrained_model, issue 37: never a weaker model than notebook 05's),
-# compiled once.
-ALONE_STEPS = RECIPE.steps
-NEEDS_PRETRAINED = ("06", "07", "09", "10")
-
-
-def alone_rows() -> list[Workload]:
-    return [Workload("alone", 0, f"pretraining, {ALONE_STEPS} steps", batch=RECIPE.batch_size,
-                     seq_len=RECIPE.seq_len, batches=ALONE_STEPS, targets=PREDICTED, graphs=1),
-            Workload("alone", 0, "its evaluations", kind="forward", batch=RECIPE.batch_size, seq_len=RECIPE.seq_len,
-                     batches=evaluations(ALONE_STEPS, RECIPE.eval_every) * math.ceil(EVAL_BLOCKS /
-                                                                                      RECIPE.batch_size),
-                     targets=PREDICTED)]
+# A notebook opened alone (06, 09, 10) without notebook 05's model loads the reference model that ships with the
+# package (course/reference.py) instead of pretraining one: seconds, no GPU work worth a row.
 
 
 # ----------------------------------------------------------------------------------------------- the tables
@@ -489,13 +488,6 @@ def estimate(number: str, rows: list[Workload]) -> Estimate:
 def estimates() -> list[Estimate]:
     rows = workloads()
     return [estimate(number, rows) for number in NOTEBOOKS]
-
-
-def alone_minutes() -> tuple[float, float]:
-    rows = alone_rows()
-    graphs = sum(w.graphs for w in rows)
-    return (graphs * COMPILE_MIN[0] + sum(seconds(w)[0] for w in rows) / 60,
-            graphs * COMPILE_MIN[1] + sum(seconds(w)[1] for w in rows) / 60)
 
 
 def _minutes(value: float) -> str:
@@ -550,8 +542,8 @@ def assumptions() -> list[str]:
         f"{fast / 1e9:.0f} GFLOP/s, the course's measured cpu training rate ({CPU_MEASURED_TOKENS_PER_S:,} "
         f"tokens/s, tiny preset, benchmarks/results.md), down to half of it ({slow / 1e9:.0f} GFLOP/s) on Colab's "
         "2 vCPUs (assumed). Other CPU work: the course map's cpu-scale minutes where that work is the same at "
-        "every scale (notebooks 00-04 and 08), measured here for notebook 07 (head statistics of 2 x 256 maps, "
-        "11.6 s each) and notebook 10 (tokenizing every training batch, 8-20 ms x 3,600 steps); data "
+        "every scale (notebooks 00-04 and 08), measured here for notebook 07 (head statistics of 2 x 64 blocks of "
+        "64 tokens, under a second each) and notebook 10 (tokenizing every training batch, 8-20 ms x 3,600 steps); data "
         "preparation, plots and Python metrics elsewhere are not counted (seconds).",
         f"Memory: {CUDA_CONTEXT_GIB} GiB CUDA context + the largest row: {STATE_BYTES_PER_PARAM} bytes per trained "
         f"parameter (fp32 weights 4, gradients 4, Adam moments 8; {FROZEN_BYTES_PER_PARAM} per frozen or "
@@ -569,7 +561,7 @@ def assumptions() -> list[str]:
         "experiments' gpu settings (MASKING, FINETUNING, ABLATION 'live'), each notebook's own per-scale "
         "constants, and the data as the gpu tokenizer cuts it (padded widths measured once: topics and QA 128, "
         "tagging 40, retrieval documents 69 and queries 26 per sorted batch). Notebooks run in order: notebook "
-        "05's model is on disk for 06, 07, 09 and 10; no gpu-scale cached results exist, so notebook 06 runs live "
+        "05's model is on disk for 06, 09 and 10 (notebook 07 looks at the reference model at every scale); no gpu-scale cached results exist, so notebook 06 runs live "
         "only.",
     ]
 
@@ -580,12 +572,9 @@ def markdown(rows_too: bool = False) -> str:
              "its cell.", "",
              "| notebook | workloads (largest first) | TFLOP GPU / CPU | minutes (T4, high / low MFU) "
              "| peak GPU memory (GiB) |", "|---|---|---|---|---|"]
-    fast_alone, slow_alone = alone_minutes()
     for e in estimates():
-        alone = f" Opened alone: + {_minutes(fast_alone)}-{_minutes(slow_alone)} min to pretrain notebook 05's model." \
-            if e.notebook in NEEDS_PRETRAINED else ""
         peak = "none (no GPU tensor)" if e.peak_gib is None else f"{e.peak_gib:.1f}"
-        lines.append(f"| {e.notebook} {e.title} | {e.summary}.{alone} | {e.gpu_tflop:,.1f} / {e.cpu_tflop:,.1f} "
+        lines.append(f"| {e.notebook} {e.title} | {e.summary}. | {e.gpu_tflop:,.1f} / {e.cpu_tflop:,.1f} "
                      f"| {_minutes(e.minutes[0])} - {_minutes(e.minutes[1])} | {peak} |")
     parts = list(estimates()[0].parts)
     lines += ["", "Where the minutes go (high / low MFU):", "", "| notebook | " + " | ".join(parts) + " |",

@@ -18,7 +18,7 @@ _EXPORTS = {
     "load_corpus": "data",
     "pack_dataset": "packing",
     "course_tokenizer": "course.artifacts",
-    "course_pretrained_model": "course.artifacts",
+    "course_pretrained_model": "course.reference",
     "describe_environment": "settings",
     "get_scale": "settings",
     "pick_device": "settings",

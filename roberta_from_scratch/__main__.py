@@ -6,6 +6,7 @@
     python -m roberta_from_scratch assignments      # instructors: the student versions
     python -m roberta_from_scratch grade SUBMISSION.ipynb
     python -m roberta_from_scratch course sync      # maintainers: badges and setup cells
+    python -m roberta_from_scratch reference        # maintainers: the reference model shipped with the package
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ COMMANDS = {  # name: (module, what it does)
     "finetune": ("commands.finetune", "finetune a pretrained encoder: classification, tagging, question answering"),
     "assignments": ("classroom.assignments", "build the student versions of the notebooks (instructors)"),
     "grade": ("classroom.grade", "grade a submitted notebook in a confined kernel (instructors)"),
+    "reference": ("course.reference", "pretrain the course's reference model into the package (maintainers)"),
     "experiments": ("course.experiments", "re-run the course's experiments and cache their results (maintainers)"),
     "course": ("course.notebooks", "the notebooks' badges, setup cells and map (maintainers)"),
 }

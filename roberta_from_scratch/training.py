@@ -165,6 +165,16 @@ def peak_flops(device: torch.device) -> float | None:
     return None
 
 
+EVAL_MASK_SEED = 12345  # the held-out masks: the same at every evaluation of every run, so the numbers compare
+
+
+def masked_heldout(blocks, collator, batch_size: int) -> list[dict]:
+    """Held-out ``blocks`` masked once by ``collator`` with the fixed seed EVAL_MASK_SEED (the masks do not depend on
+    the batching), cut into batches of ``batch_size``: what :func:`evaluate` reads, the Trainer's held-out set."""
+    masked = collator(blocks, generator=torch.Generator().manual_seed(EVAL_MASK_SEED))
+    return [{k: v[i:i + batch_size] for k, v in masked.items()} for i in range(0, len(blocks), batch_size)]
+
+
 @torch.no_grad()
 def evaluate(model, batches: list[dict], device: torch.device, precision: Precision) -> dict[str, float]:
     """Masked-token loss (nats), perplexity and accuracy over fixed, pre-masked held-out batches."""
@@ -244,12 +254,9 @@ class Trainer:
         self.eval_batches = []
         if eval_blocks is not None and len(eval_blocks):
             blocks = [eval_blocks[i] for i in range(min(cfg.eval_blocks, len(eval_blocks)))]
-            fixed = torch.Generator().manual_seed(12345)  # the same masks at every evaluation: comparable numbers
-            # masked at once (the masks do not depend on the chunking), by ``eval_collator`` when given: runs that
-            # train at different masking rates are then compared on the same held-out masks
-            masked = (eval_collator or collator)(blocks, generator=fixed)
-            self.eval_batches = [{k: v[i:i + self.micro] for k, v in masked.items()}
-                                 for i in range(0, len(blocks), self.micro)]
+            # by ``eval_collator`` when given: runs that train at different masking rates are then compared on the
+            # same held-out masks
+            self.eval_batches = masked_heldout(blocks, eval_collator or collator, self.micro)
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
         self.takes_positions = "label_positions" in inspect.signature(model.forward).parameters

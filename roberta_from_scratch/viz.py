@@ -9,6 +9,7 @@ the previous, the next and the same token, how spread out it is (entropy) and ho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def model_view(attentions, tokens: Sequence[str], sentence_b_start: int | None =
 
 def plot_attention_grid(attentions, tokens: Sequence[str] | None = None, include_layers=None, cell: float = 1.6,
                         title: str | None = None):
-    """A layer x head grid of small attention maps (rows: queries, columns: keys). Returns the figure."""
+    """A layer x head grid of small attention maps (rows: queries, columns: keys), all on one colour scale from 0
+    to 1, drawn in a colour bar beside the grid. Returns the figure."""
     import matplotlib.pyplot as plt
 
     layers, heads, seq = check_attention(attentions, tokens)
@@ -161,7 +163,7 @@ def plot_attention_grid(attentions, tokens: Sequence[str] | None = None, include
     for r, layer in enumerate(rows):
         for h in range(heads):
             ax = axes[r][h]
-            ax.imshow(_image(attentions[layer][0, h]), cmap="viridis", vmin=0, vmax=1)
+            image = ax.imshow(_image(attentions[layer][0, h]), cmap="viridis", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -169,15 +171,19 @@ def plot_attention_grid(attentions, tokens: Sequence[str] | None = None, include
             if h == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
     fig.suptitle(title or f"attention maps ({seq} tokens; rows: queries, columns: keys)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    bar = fig.add_axes((0.92, 0.15, 0.02, 0.7))  # beside the grid, after tight_layout placed it
+    fig.colorbar(image, cax=bar, label="attention weight")
     return fig
 
 
 MAX_TICK_LABELS = 64  # tick labels per axis of plot_head; more would overlap into a black bar
 
 
-def plot_head(attentions, tokens: Sequence[str], layer: int, head: int, ax=None, title: str | None = None):
-    """One head's map with the tokens on both axes and a colour bar. Returns the axes."""
+def plot_head(attentions, tokens: Sequence[str], layer: int, head: int, ax=None, title: str | None = None,
+              vmax: float | None = None):
+    """One head's map with the tokens on both axes and a colour bar from 0 to ``vmax`` (default: the map's largest
+    weight, so that a head whose weights are all small still shows its pattern). Returns the axes."""
     import matplotlib.pyplot as plt
 
     layers, heads, seq = check_attention(attentions, tokens)
@@ -186,7 +192,7 @@ def plot_head(attentions, tokens: Sequence[str], layer: int, head: int, ax=None,
     if ax is None:
         size = min(9.0, 1.5 + 0.28 * seq)
         _, ax = plt.subplots(figsize=(size + 1.0, size))
-    image = ax.imshow(_image(attentions[layer][0, head]), cmap="viridis", vmin=0)
+    image = ax.imshow(_image(attentions[layer][0, head]), cmap="viridis", vmin=0, vmax=vmax)
     labels = [repr(t)[1:-1] if t.strip() != t else t for t in tokens]
     every = -(-seq // MAX_TICK_LABELS)  # beyond MAX_TICK_LABELS tokens, label every k-th position only
     ticks = range(0, seq, every)
@@ -310,6 +316,27 @@ def best_head(statistics: dict[str, torch.Tensor], name: str) -> tuple[int, int,
     return layer, head, float(table[layer, head])
 
 
+def pad_blocks(blocks: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token blocks of different lengths as one padded (batch, longest) id tensor and its mask (1 = token)."""
+    if not len(blocks):
+        raise ValueError("no blocks: give at least one sequence of token ids")
+    longest = max(len(b) for b in blocks)
+    ids = torch.full((len(blocks), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(blocks), longest, dtype=torch.long)
+    for i, block in enumerate(blocks):
+        ids[i, :len(block)] = torch.as_tensor(list(block), dtype=torch.long)
+        mask[i, :len(block)] = 1
+    return ids, mask
+
+
+def uniform_entropy(attention_mask: torch.Tensor) -> float:
+    """The entropy (nats) of uniform attention over the real keys, averaged over the real queries: a sequence of n
+    tokens gives each of its n queries ln n."""
+    lengths = attention_mask.sum(1).double()
+    lengths = lengths[lengths > 0]
+    return float((lengths * lengths.log()).sum() / lengths.sum())
+
+
 def statistics_table(statistics: dict[str, torch.Tensor]) -> str:
     """A plain-text table, one row per head, one column per statistic."""
     names = list(statistics)
@@ -353,3 +380,57 @@ def save_html(view, path: str | os.PathLike, libraries: dict[str, str] | None = 
     path.write_text(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>attention</title></head>\n'
                     f"<body>\n{html}\n</body></html>\n", encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------------------------- head ablation
+
+
+def _attention_modules(model):
+    encoder = getattr(model, "roberta", model)  # a task model or the bare encoder
+    return [layer.attention for layer in encoder.layers]
+
+
+@contextlib.contextmanager
+def heads_masked(model, heads):
+    """Within the ``with`` block, the heads in ``heads`` (``(layer, head)`` pairs) contribute nothing: each one's
+    slice of the context vectors that the attention's output projection mixes is set to zero. This is the head mask
+    of Michel et al. 2019 (arXiv 1905.10650) at 0, done with a forward pre-hook on each ``attention.output``."""
+    modules = _attention_modules(model)
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        if not (0 <= layer < len(modules) and 0 <= head < modules[0].num_heads):
+            raise ValueError(f"layer {layer}, head {head} does not exist: the model has {len(modules)} layers x "
+                             f"{modules[0].num_heads} heads (count from 0)")
+        by_layer.setdefault(layer, []).append(head)
+
+    def silence(module, chosen):
+        def hook(_, inputs):
+            context = inputs[0].clone()  # (batch, tokens, heads * head_dim): the heads' outputs side by side
+            context.view(*context.shape[:-1], module.num_heads, module.head_dim)[..., chosen, :] = 0
+            return (context, *inputs[1:])
+        return hook
+
+    handles = [modules[layer].output.register_forward_pre_hook(silence(modules[layer], chosen))
+               for layer, chosen in by_layer.items()]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def head_ablation(model, batches: list[dict], device=None) -> torch.Tensor:
+    """The held-out masked-token accuracy with each head masked out in turn (:func:`heads_masked`), on the fixed
+    ``batches`` (``training.masked_heldout``): a (layers, heads) tensor."""
+    from .settings import pick_precision
+    from .training import evaluate
+
+    device = device or next(model.parameters()).device
+    precision = pick_precision(device)
+    modules = _attention_modules(model)
+    accuracy = torch.zeros(len(modules), modules[0].num_heads, dtype=torch.float64)
+    for layer in range(len(modules)):
+        for head in range(modules[0].num_heads):
+            with heads_masked(model, [(layer, head)]):
+                accuracy[layer, head] = evaluate(model, batches, device, precision)["accuracy"]
+    return accuracy

@@ -105,23 +105,6 @@ def test_a_foreign_results_file_is_refused_with_the_fix(loader, file, command, t
         getattr(experiments, loader)("cpu")
 
 
-def test_notebook_07_gets_a_model_of_at_least_four_layers_and_heads(tmp_path, monkeypatch):
-    """Catches: notebook 07 analysing the 2 x 2 recipe model (four heads, nothing to discover), an override of
-    layers or heads that the command line ignores, or a cache that retrains on every call."""
-    from roberta_from_scratch import data
-    from roberta_from_scratch.course import artifacts
-    from roberta_from_scratch.model import RobertaForMaskedLM
-
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
-    final, tokenizer = artifacts.course_attention_model("smoke", verbose=False)
-    model = RobertaForMaskedLM.from_pretrained(final)
-    assert model.config.num_hidden_layers >= 4 and model.config.num_attention_heads >= 4
-    assert model.config.vocab_size == tokenizer.vocab_size
-    written = (final / "model.safetensors").stat().st_mtime_ns
-    again, _ = artifacts.course_attention_model("smoke", verbose=False)
-    assert again == final and (final / "model.safetensors").stat().st_mtime_ns == written
-
-
 # ----------------------------------------------------------------------------------------------- notebook 06
 
 
@@ -359,37 +342,6 @@ def test_live_runs_are_the_tables_and_a_rehearsal_cuts_every_loop(name, monkeypa
         experiments.live_settings("masking", cut)
 
 
-def test_a_notebook_alone_pretrains_with_the_whole_recipe_and_never_keeps_a_shorter_model(python_docs, python_docs_dir,
-                                                                                          tmp_path, monkeypatch, capsys):
-    """Catches: a notebook opened alone that silently pretrains a model of a quarter of the steps (which notebook 11
-    shows can finetune worse than random weights), says nothing of it or of how long it takes, or keeps a shorter
-    model (a rehearsal's) made earlier in the same folder."""
-    import shutil
-
-    from roberta_from_scratch import data, settings
-    from roberta_from_scratch.course import artifacts
-
-    shutil.copytree(python_docs_dir, tmp_path, dirs_exist_ok=True)  # the corpus, already built
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
-    monkeypatch.setenv(settings.REHEARSAL_ENV, "1")  # first a rehearsal's model: a few steps
-    final, _ = artifacts.course_pretrained_model("smoke")
-    assert artifacts.trained_steps(final.parent) == settings.get_scale("smoke").pretrain.steps < 30
-    monkeypatch.delenv(settings.REHEARSAL_ENV)
-    capsys.readouterr()
-    final, tokenizer = artifacts.course_pretrained_model("smoke")
-    printed = capsys.readouterr().out
-    recipe = settings.SCALES["smoke"].pretrain
-    assert artifacts.trained_steps(final.parent) == recipe.steps  # notebook 05's run: the whole recipe
-    assert "fewer than 30" in printed and "whole recipe, as notebook 05 does (30 steps" in printed
-    assert artifacts.pretraining_time(settings.SCALES["smoke"]) in printed
-    written = (final / "model.safetensors").stat().st_mtime_ns
-    again, _ = artifacts.course_pretrained_model("smoke")
-    assert "pretrained model found" in capsys.readouterr().out and again == final
-    assert (final / "model.safetensors").stat().st_mtime_ns == written  # found, not trained again
-    assert "T4" in artifacts.pretraining_time(settings.SCALES["gpu"]) and \
-        "not a measurement" in artifacts.pretraining_time(settings.SCALES["gpu"])
-
-
 def test_every_scales_masking_slice_fits_its_corpus(python_docs, python_docs_dir, tmp_path, monkeypatch):
     """Catches: a static-against-dynamic run that asks for more training blocks than its scale's corpus packs into
     (the gpu scale's 128-token blocks are fewer than the cpu's 64-token ones): the command line, or the notebook on
@@ -404,26 +356,3 @@ def test_every_scales_masking_slice_fits_its_corpus(python_docs, python_docs_dir
         _, _, _, train_blocks, _ = experiments.course_setting(name)
         for kind in ("live", "full"):
             assert experiments.MASKING[name][kind].blocks <= len(train_blocks), (name, kind, len(train_blocks))
-
-
-def test_describe_pretrained_names_the_model_and_reads_only_its_own_record(tmp_path):
-    """Catches: a notebook that calls a model found on disk 'pretrained just now', or prints the accuracy of an older
-    run's record (written before the model it describes)."""
-    import json
-    import os
-    import time
-
-    from roberta_from_scratch.course.artifacts import describe_pretrained
-
-    final = tmp_path / "final"
-    final.mkdir()
-    log = tmp_path / "history.json"
-    log.write_text(json.dumps({"eval": [{"step": 30, "accuracy": 0.123}]}))
-    weights = final / "model.safetensors"
-    weights.write_bytes(b"")
-    os.utime(log, (time.time() - 100, time.time() - 100))  # an older run's record
-    line = describe_pretrained(final, since=time.time() + 10)
-    assert "saved before this notebook started" in line and "printed by notebook 05" in line
-    os.utime(log, (time.time() + 5, time.time() + 5))  # written after the model: its own
-    line = describe_pretrained(final, since=time.time() - 10)
-    assert "pretrained just now" in line and "accuracy 12.3% after 30 steps" in line

@@ -218,15 +218,22 @@ def test_static_maps_and_png(model, tokenizer, tmp_path):
 
     inp = viz.attention_inputs(model, tokenizer, "Read a line.")
     fig = viz.plot_attention_grid(inp.attentions, inp.tokens, include_layers=[0, 2])
-    images = [ax.images[0].get_array() for ax in fig.axes]
+    maps = [ax for ax in fig.axes if ax.images]
+    images = [ax.images[0].get_array() for ax in maps]
     assert len(images) == 2 * 4
     torch.testing.assert_close(torch.tensor(images[4 + 3].data), inp.attentions[2][0, 3])
+    # one colour scale for every small map, from 0 to 1, and a colour bar that says so
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in maps)
+    (bar,) = [ax for ax in fig.axes if not ax.images]
+    assert bar.get_ylabel() == "attention weight" and tuple(bar.get_ylim()) == (0, 1)
     path = viz.save_png(fig, tmp_path / "figs" / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(path.parent.glob("*.partial"))
     with pytest.raises(ValueError, match="PNG"):
         viz.save_png(fig, tmp_path / "grid.jpg")
     ax = viz.plot_head(inp.attentions, inp.tokens, layer=1, head=2)
+    assert ax.images[0].get_clim()[1] == pytest.approx(float(inp.attentions[1][0, 2].max()))  # its own largest weight
+    assert viz.plot_head(inp.attentions, inp.tokens, layer=1, head=2, vmax=1).images[0].get_clim() == (0, 1)
     assert [t.get_text() for t in ax.get_xticklabels()] == [t.strip() if t.strip() == t else repr(t)[1:-1]
                                                            for t in inp.tokens]
     with pytest.raises(ValueError, match="3 layers x 4 heads"):

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=non_negative_int)
     parser.add_argument("--eval-every", type=positive_int)
     parser.add_argument("--checkpoint-every", type=non_negative_int)
+    parser.add_argument("--keep-checkpoints", type=positive_int, help="how many of the run's newest checkpoints to "
+                        "keep (default 2)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="torch.compile the model (default: on CUDA, falling back to eager if it fails)")

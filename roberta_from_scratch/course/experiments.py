@@ -660,16 +660,17 @@ def device_description(device=None) -> str:
 def unigram_baseline(scale_name: str) -> tuple[str, float]:
     """Always guessing the most frequent training token at ``scale_name``'s tokenizer: the token, and its accuracy
     on the held-out masks every run of these experiments is evaluated on (the Trainer's: the first 256 held-out
-    blocks, masked at 15% with the seed 12345)."""
+    blocks, masked at 15% with the seed EVAL_MASK_SEED)."""
     from collections import Counter
 
     from ..masking import DataCollatorForMLM
+    from ..training import EVAL_MASK_SEED
 
     tokenizer, _, _, train_blocks, eval_blocks = course_setting(scale_name)
     special = set(tokenizer.special_ids)
     token = Counter(t for block in train_blocks for t in block if t not in special).most_common(1)[0][0]
     masked = DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE)(
-        eval_blocks[:256], generator=torch.Generator().manual_seed(12345))
+        eval_blocks[:256], generator=torch.Generator().manual_seed(EVAL_MASK_SEED))
     targets = masked["labels"][masked["labels"] != IGNORE_INDEX]
     return tokenizer.decode([token]), (targets == token).float().mean().item()
 
@@ -678,7 +679,7 @@ def course_classification(scale_name: str):
     """Notebook 06's setting: the pretrained encoder of notebook 05, its tokenizer, the topic names and the
     encoded train, validation and test sets (texts cut to the encoder's length)."""
     from ..config import RobertaConfig
-    from .artifacts import course_pretrained_model
+    from .reference import course_pretrained_model
 
     pretrained_dir, tokenizer = course_pretrained_model(scale_name)
     names, *splits = encoded_topics(tokenizer, RobertaConfig.load(pretrained_dir).max_tokens)
