@@ -290,8 +290,8 @@ def _notebook_06() -> list[Workload]:
 
 
 def _notebook_07() -> list[Workload]:
-    # the reference model at every scale (cell 3), 64 held-out blocks of its 64 tokens for the statistics (cell 18),
-    # its 256 held-out blocks in batches of 64 for each evaluation (cells 3 and 34)
+    # the reference model at every scale (cell 3), 64 held-out blocks of its 64 tokens for the statistics (cell 19),
+    # its 256 held-out blocks in batches of 64 for each evaluation (cells 3 and 37)
     blocks, width, heldout = 64, REFERENCE.max_tokens, 256
     base_docs, base_width = 32, 256
     small_weights = 2 * state(model="reference", per_param=4)  # the reference model and its random twin
@@ -299,14 +299,14 @@ def _notebook_07() -> list[Workload]:
     return [
         Workload("07", 3, f"its held-out accuracy: {heldout} blocks", model="reference", kind="forward", batch=64,
                  seq_len=width, batches=evaluation, targets=PREDICTED),
-        Workload("07", 18, f"attention maps of {blocks} blocks, reference and random model (fp32, explicit "
+        Workload("07", 19, f"attention maps of {blocks} blocks, reference and random model (fp32, explicit "
                  "attention, logits at every position)", model="reference", kind="forward", batch=16, seq_len=width,
                  batches=2 * blocks // 16, targets=1.0, precision="fp32", attention="explicit",
                  resident_bytes=small_weights),
-        Workload("07", 28, f"roberta-base's maps of {base_docs} texts of up to {base_width} tokens (online only)",
+        Workload("07", 29, f"roberta-base's maps of {base_docs} texts of up to {base_width} tokens (online only)",
                  model="roberta-base", kind="forward", batch=16, seq_len=base_width, batches=base_docs // 16,
                  targets=1.0, precision="fp32", attention="explicit", resident_bytes=small_weights),
-        Workload("07", 34, "head ablation: the intact model and 16 heads off, twice (the page's and the package's)",
+        Workload("07", 37, "head ablation: the intact model and 16 heads off, twice (the page's and the package's)",
                  model="reference", kind="forward", batch=64, seq_len=width, batches=33 * evaluation,
                  targets=PREDICTED, resident_bytes=small_weights),
     ]

@@ -60,8 +60,11 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
             ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
-    Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views and head statistics",
-            "every head of a 4 x 4 model classified, before and after training; the learned position table", ("0.2", "6.8", "est. <1 (T4), 2.7 GiB")),
+    Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views, head statistics, head ablation "
+            "with a forward hook",
+            "every head of the 4 x 4 reference model named against random initialisation, the habits forming over "
+            "its training, the accuracy lost without each head; the learned position table",
+            ("0.3", "0.3", "est. <1 (T4), 2.5 GiB")),
     Chapter("08_scaling_up.ipynb", "Scaling up", "mixed precision, accumulation, checkpointing, DDP/FSDP",
             "memory and time against model size, a two-process run", ("0.5", "0.5", "est. 1.6-2.8 (T4), 4.7 GiB")),
     Chapter("09_tagging_and_qa.ipynb", "Tagging and question answering", "labels aligned to BPE pieces, entity "
