@@ -31,8 +31,8 @@ def test_the_shipped_reference_model_has_its_stated_accuracy_on_its_held_out_blo
     blocks = reference.heldout_blocks()
     assert len(blocks) == card["heldout_blocks"] == reference.HELDOUT_BLOCKS
     result = reference.heldout_accuracy(model, tokenizer, blocks)
-    # another CPU or BLAS sums in another order: the loss moves in its last digits, and a few of the ~2,400 masked
-    # tokens whose two best guesses nearly tie may change their argmax (0.2 points is 5 of them)
+    # another CPU or BLAS sums in another order: the loss moves in its last digits, and a few of the 1,879 masked
+    # tokens whose two best guesses nearly tie may change their argmax (0.2 points is about 4 of them)
     assert abs(result["loss"] - card["heldout"]["loss"]) < 1e-3, (result, card["heldout"])
     assert abs(result["accuracy"] - card["heldout"]["accuracy"]) < 0.002, (result, card["heldout"])
     assert card["eval"][-1]["step"] == card["steps"] and abs(card["eval"][-1]["accuracy"] - result["accuracy"]) < 0.002
@@ -91,7 +91,8 @@ def test_build_reference_writes_a_model_its_records_describe(python_docs, python
     assert record["steps"] == [0, 2, 4]
     live = reference.habit_statistics(model, tokenizer, reference.heldout_blocks(out)[:record["blocks"]])
     torch.testing.assert_close(record["statistics"]["entropy"][-1], live["entropy"], rtol=1e-5, atol=1e-5)
-    assert not torch.equal(record["statistics"]["entropy"][0], record["statistics"]["entropy"][-1])
+    # the record moves: four steps of training change the heads' entropy (a tolerance, not a bitwise comparison)
+    assert (record["statistics"]["entropy"][0] - record["statistics"]["entropy"][-1]).abs().max() > 1e-4
     assert json.loads((out / reference.CARD_FILE).read_text())["train_minutes_from"] == "a clock"
     written = (out / "model.safetensors").stat().st_mtime_ns
     run_weights = (tmp_path / "run" / "final" / "model.safetensors").stat().st_mtime_ns

@@ -1,5 +1,5 @@
 """The course's reference model: one pretrained encoder that ships with the package, for the notebooks that look at
-a trained model (07) or build on one (09, 10, 11) when notebook 05's own run is not there.
+a trained model (07) or build on one (06, 09, 10) when notebook 05's own run is not there.
 
 It is notebook 05's cpu recipe (the tokenizer, the blocks of 64 tokens, batches of 64, peak rate 3e-3, no dropout)
 with 4 layers of 4 heads instead of 2 x 2, trained three times as long. One command makes it, with the course's own
@@ -298,7 +298,7 @@ def build_reference(output_dir: Path | str = REFERENCE_DIR, run_dir: Path | str 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=f"{COMMAND}", description="Pretrain the course's reference model (about "
-                                     "25 minutes on 2 CPU cores) and write it with its records into the package.")
+                                     "26 minutes on 2 CPU cores) and write it with its records into the package.")
     parser.add_argument("--output-dir", default=str(REFERENCE_DIR), help="where to write it (default: the package's "
                         "roberta_from_scratch/course/reference)")
     parser.add_argument("--run-dir", help="where the run and its checkpoints go (default: data/artifacts/"
