@@ -135,6 +135,8 @@ def test_a_notebook_alone_gets_the_reference_model_and_notebook_05s_when_it_is_w
     assert line in reference.describe_pretrained(final)
     (run / "history.json").unlink()  # as notebook 05 leaves it: the record is in the last checkpoint
     assert line in reference.describe_pretrained(final)
+    (run / "checkpoints" / f"step-{steps:07d}" / "training_state.pt").write_bytes(b"not a training state")  # damaged
+    assert "printed by notebook 05" in reference.describe_pretrained(final)  # no crash, no number from it
 
 
 def test_describe_pretrained_reads_only_the_models_own_record(tmp_path):

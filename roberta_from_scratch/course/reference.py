@@ -155,7 +155,7 @@ def run_record(model_dir) -> list[dict]:
     run); empty when neither says."""
     import filecmp
 
-    from ..checkpoints import STATE_FILE, latest_checkpoint
+    from ..checkpoints import latest_checkpoint, read_checkpoint
 
     weights, log = Path(model_dir) / "model.safetensors", Path(model_dir).parent / "history.json"
     try:
@@ -163,9 +163,9 @@ def run_record(model_dir) -> list[dict]:
             return list(json.loads(log.read_text()).get("eval") or [])
         checkpoint = latest_checkpoint(Path(model_dir).parent / "checkpoints")
         if checkpoint is not None and filecmp.cmp(checkpoint / "model.safetensors", weights, shallow=False):
-            state = torch.load(checkpoint / STATE_FILE, weights_only=True, map_location="cpu")
+            _, _, state = read_checkpoint(checkpoint)  # validated: a damaged file is a ValueError
             return list(json.loads(state["history"]).get("eval") or [])
-    except (OSError, ValueError, AttributeError, KeyError, RuntimeError):  # a damaged record says nothing
+    except (OSError, ValueError, AttributeError, TypeError):  # a damaged record says nothing
         pass
     return []
 
@@ -188,7 +188,7 @@ def describe_pretrained(model_dir) -> str:
 
 def _same_run(run_dir: Path, settings: dict) -> bool:
     """Whether ``run_dir`` holds a finished run of ``settings`` with all its checkpoints (then it is reused)."""
-    from ..checkpoints import STATE_FILE, step_folders
+    from ..checkpoints import read_checkpoint, step_folders
 
     if trained_steps(run_dir) != settings["steps"] or not (run_dir / "final" / "model.safetensors").is_file():
         return False
@@ -196,8 +196,11 @@ def _same_run(run_dir: Path, settings: dict) -> bool:
     wanted = settings["steps"] // settings["checkpoint_every"]
     if len(folders) != wanted:
         return False
-    config = json.loads((run_dir / "final" / "config.json").read_text())
-    saved = json.loads(torch.load(folders[-1] / STATE_FILE, weights_only=True, map_location="cpu")["training_config"])
+    try:
+        config, _, state = read_checkpoint(folders[-1])  # the last checkpoint is the final model's step
+        saved = json.loads(state["training_config"])
+    except (ValueError, TypeError):  # a damaged run is not reused: it is trained again
+        return False
     return (config["num_hidden_layers"], config["num_attention_heads"]) == (settings["layers"], settings["heads"]) \
         and saved.get("seed") == settings["seed"] and saved.get("warmup_steps") == settings["warmup_steps"]
 
