@@ -222,7 +222,7 @@ def _notebook_05() -> list[Workload]:
     live_evals = evaluations(live.steps, max(1, live.steps // live.evaluations))
     arms = 2 * len(live.seeds)  # dynamic and static
     fresh = state()  # cell 18's model and its AdamW stay on the GPU to the end
-    main_moments = state(per_param=8)  # the main run's AdamW moments stay there after cell 27 moves its model off
+    main_moments = state(per_param=8)  # the main run's AdamW moments stay there after cell 32 moves its model off
     short = (f" (MASKING['gpu']['live'] asks {live.blocks:,} blocks; the corpus packs {TRAIN_BLOCKS:,}: the run "
              "raises ValueError, the row counts the loop it asks)") if live.blocks > TRAIN_BLOCKS else ""
     b, s = RECIPE.batch_size, RECIPE.seq_len
@@ -241,15 +241,15 @@ def _notebook_05() -> list[Workload]:
         Workload("05", 21, "its evaluations (256 held-out blocks)", kind="forward", batch=b, seq_len=s,
                  batches=evaluations(RECIPE.steps, RECIPE.eval_every) * eval_batches, targets=PREDICTED,
                  resident_bytes=fresh + state()),
-        Workload("05", 29, f"static vs dynamic, live: {arms} arms x {live.steps:,} steps of {live.batch_size} x "
+        Workload("05", 34, f"static vs dynamic, live: {arms} arms x {live.steps:,} steps of {live.batch_size} x "
                  f"{s}{short}", batch=live.batch_size, seq_len=s, batches=arms * live.steps, targets=PREDICTED,
                  resident_bytes=fresh + main_moments, graphs=int(live.batch_size != b)),
-        Workload("05", 29, "its evaluations", kind="forward", batch=live.batch_size, seq_len=s,
+        Workload("05", 34, "its evaluations", kind="forward", batch=live.batch_size, seq_len=s,
                  batches=arms * live_evals * math.ceil(EVAL_BLOCKS / live.batch_size), targets=PREDICTED,
                  resident_bytes=fresh + main_moments + state()),
-        Workload("05", 32, "timing the small preset: 2 + 3 steps", batch=b, seq_len=s, batches=5, targets=PREDICTED,
+        Workload("05", 37, "timing the small preset: 2 + 3 steps", batch=b, seq_len=s, batches=5, targets=PREDICTED,
                  resident_bytes=fresh + main_moments),
-        Workload("05", 32, "timing the next preset, base (vocabulary 16,000): 2 + 3 steps", model="base-16k",
+        Workload("05", 37, "timing the next preset, base (vocabulary 16,000): 2 + 3 steps", model="base-16k",
                  batch=b, seq_len=s, batches=5, targets=PREDICTED, resident_bytes=fresh + main_moments, graphs=1),
     ]
 
@@ -276,12 +276,12 @@ def _notebook_06() -> list[Workload]:
                  seq_len=width, batches=2 * live.epochs * val, precision="fp32"),
         Workload("06", 11, "test predictions (cells 11, 13)", head="topics", kind="forward", batch=64, seq_len=width,
                  batches=3 * test, precision="fp32"),
-        Workload("06", 18, f"probe (encoder frozen): {steps} steps", head="topics", kind="probe",
-                 batch=live.batch_size, seq_len=width, batches=steps, resident_bytes=kept),
+        Workload("06", 18, f"probes on <s> and on the mean (encoder frozen): 2 x {steps} steps", head="topics",
+                 kind="probe", batch=live.batch_size, seq_len=width, batches=2 * steps, resident_bytes=kept),
         Workload("06", 18, f"top layer + head: {steps} steps", head="topics", kind="top1", batch=live.batch_size,
                  seq_len=width, batches=steps, resident_bytes=kept),
         Workload("06", 18, "their validation and test predictions", head="topics", kind="forward", batch=64,
-                 seq_len=width, batches=2 * (live.epochs * val + test), precision="fp32"),
+                 seq_len=width, batches=3 * (live.epochs * val + test), precision="fp32"),
         Workload("06", 22, f"label efficiency, 5% and 25% x 2 arms: 2 x {curve_steps} steps", head="topics",
                  batch=live.batch_size, seq_len=width, batches=2 * curve_steps, resident_bytes=kept),
         Workload("06", 22, f"their validation after every epoch (2 x {curve_epochs}) and test", head="topics",
@@ -345,16 +345,16 @@ def _notebook_09() -> list[Workload]:
     qa_steps = QA["train_windows"] // 32 * qa_epochs
     tag_eval = (TAGS["validation"] * tag_epochs + TAGS["test"]) / 64  # batches of 64, the last one partial
     qa_eval = (QA["validation_windows"] * qa_epochs + QA["test_windows"]) / 64
-    tagger = state(head="tags", per_param=4)  # cell 15 keeps seed 0's pretrained tagger
+    tagger = state(head="tags", per_param=4)  # cell 17 keeps seed 0's pretrained tagger
     return [
-        Workload("09", 15, f"tagging: {seeds} seeds x 2 inits x {tag_steps} steps of 32 x {TAGS['width']}",
+        Workload("09", 17, f"tagging: {seeds} seeds x 2 inits x {tag_steps} steps of 32 x {TAGS['width']}",
                  head="tags", batch=32, seq_len=TAGS["width"], batches=runs * tag_steps, resident_bytes=tagger),
-        Workload("09", 15, "its validation F1 every epoch and test (fp32)", head="tags", kind="forward", batch=64,
-                 seq_len=TAGS["width"] + 2, batches=runs * tag_eval + TAGS["test"] / 64,  # + cell 19
+        Workload("09", 17, "its validation F1 every epoch and test (fp32)", head="tags", kind="forward", batch=64,
+                 seq_len=TAGS["width"] + 2, batches=runs * tag_eval + TAGS["test"] / 64,  # + cell 21
                  precision="fp32"),
-        Workload("09", 30, f"question answering: {seeds} seeds x 2 inits x {qa_steps} steps of 32 x {QA['width']}",
+        Workload("09", 32, f"question answering: {seeds} seeds x 2 inits x {qa_steps} steps of 32 x {QA['width']}",
                  head="span", batch=32, seq_len=QA["width"], batches=runs * qa_steps, resident_bytes=tagger),
-        Workload("09", 30, "its validation EM/F1 every epoch and test (fp32)", head="span", kind="forward",
+        Workload("09", 32, "its validation EM/F1 every epoch and test (fp32)", head="span", kind="forward",
                  batch=64, seq_len=QA["width"], batches=runs * qa_eval, precision="fp32"),
     ]
 
@@ -363,7 +363,9 @@ def _notebook_10() -> list[Workload]:
     seeds, steps, batch = 3, 600, 64  # RUNS["gpu"]
     r = RETRIEVAL
     docs, queries = r["documents"] / 64, r["queries"] / 64  # batches of 64 sorted by length, the last partial
-    kept = 4 * state(head="encoder", per_param=4)  # encoder, untrained, the search model (+ its gradients)
+    # encoder, untrained, the search model (+ its gradients), and the other seeds' supervised models (cell 21 keeps
+    # them for the chunked encoding)
+    kept = (4 + seeds - 1) * state(head="encoder", per_param=4)
     pair_width = (r["pair_query_width"] + r["pair_doc_width"]) // 2  # 64 queries + 64 documents: 128 x 92 tokens
     return [
         Workload("10", 7, "encoding checked against the package: 4 x 200 documents (fp32)", head="encoder",
@@ -373,13 +375,17 @@ def _notebook_10() -> list[Workload]:
                  head="encoder", kind="forward", batch=64, seq_len=round((docs * r["doc_width"] + queries *
                                                                           r["query_width"]) / (docs + queries)),
                  batches=4 * (docs + queries), precision="fp32"),
-        Workload("10", 19, f"unsupervised SimCSE: {seeds} x {steps} steps of 2 x {batch} texts x "
+        Workload("10", 21, f"unsupervised SimCSE: {seeds} x {steps} steps of 2 x {batch} texts x "
                  f"{r['pair_doc_width']} (no autocast: fp32)", head="encoder", batch=2 * batch,
                  seq_len=r["pair_doc_width"], batches=seeds * steps, precision="fp32", resident_bytes=kept),
-        Workload("10", 19, f"supervised pairs: {seeds} x {steps} steps of {batch} queries + {batch} documents "
+        Workload("10", 21, f"supervised pairs: {seeds} x {steps} steps of {batch} queries + {batch} documents "
                  "(fp32)", head="encoder", batch=2 * batch, seq_len=pair_width, batches=seeds * steps,
                  precision="fp32", resident_bytes=kept),
-        Workload("10", 19, "encoding queries and documents after each of the 6 runs, and the search box (cell 33)",
+        Workload("10", 23, f"chunked encoding: queries and every chunk of every document, pretrained and {seeds} "
+                 "supervised encoders (fp32; chunks counted as 2 per document, an upper bound)", head="encoder",
+                 kind="forward", batch=64, seq_len=r["doc_width"], batches=(1 + seeds) * (2 * docs + queries),
+                 precision="fp32", resident_bytes=kept),
+        Workload("10", 21, "encoding queries and documents after each of the 6 runs, and the search box (cell 37)",
                  head="encoder", kind="forward", batch=64, seq_len=r["doc_width"],
                  batches=2 * seeds * (docs + queries) + docs, precision="fp32"),
     ]

@@ -221,6 +221,41 @@ def reciprocal_rank_fusion(*score_matrices: torch.Tensor, k: int = 60) -> torch.
     return sum(1.0 / (k + rank_positions(s).double()) for s in score_matrices)
 
 
+# ------------------------------------------------------------------------------------ what the encoder reads
+
+
+def text_pieces(tokenizer, text: str, max_tokens: int) -> list[str]:
+    """``text`` cut into consecutive pieces of ``max_tokens`` of its tokens each (the last may hold fewer), as the
+    text's own characters: a piece runs from where the one before it ended (the first from its first token) to the
+    end of its last token, so the pieces joined give the text back, less the white space at its two ends. With
+    ``max_tokens`` the encoder's window less ``<s>`` and ``</s>``, the first piece is what the encoder reads of the
+    text, and the pieces are the chunks a long document is encoded in. (A piece that starts or ends inside a word can
+    take a token more or fewer when encoded again alone.) A text of no tokens gives one empty piece."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens={max_tokens}: a piece needs at least one token")
+    _, offsets, _ = tokenizer.encode_with_offsets(text, add_special_tokens=False)
+    if not offsets:
+        return [""]
+    ends = [offsets[min(i + max_tokens, len(offsets)) - 1][1] for i in range(0, len(offsets), max_tokens)]
+    return [text[start:end] for start, end in zip([offsets[0][0]] + ends[:-1], ends)]
+
+
+def best_chunk_scores(query_vectors: torch.Tensor, chunk_vectors: torch.Tensor, chunk_document: Sequence[int],
+                      num_documents: int) -> torch.Tensor:
+    """A document's score is its best chunk's: ``(queries, documents)`` from the cosines of the queries with every
+    chunk, ``chunk_document[c]`` the document chunk ``c`` belongs to (every document has at least one)."""
+    owner = torch.as_tensor(list(chunk_document), dtype=torch.long)
+    if owner.numel() != chunk_vectors.size(0):
+        raise ValueError(f"{chunk_vectors.size(0)} chunk vectors but {owner.numel()} owners: one document per chunk")
+    if owner.numel() and (int(owner.min()) < 0 or int(owner.max()) >= num_documents):
+        raise ValueError(f"a chunk's document is outside [0, {num_documents})")
+    if torch.bincount(owner, minlength=num_documents).min() == 0:
+        raise ValueError("a document has no chunk: give every document at least one (an empty one scores too)")
+    cosines = query_vectors @ chunk_vectors.T  # (queries, chunks)
+    best = torch.full((cosines.size(0), num_documents), float("-inf"), dtype=cosines.dtype)
+    return best.scatter_reduce(1, owner.expand_as(cosines), cosines, reduce="amax")
+
+
 # ------------------------------------------------------------------------------------------ lexical baselines
 
 

@@ -380,6 +380,8 @@ def label_positions_of(labels: torch.Tensor) -> torch.Tensor:
 class RobertaForSequenceClassification(RobertaPreTrainedModel):
     """The finetuning model: the classification head on <s>. ``num_labels == 1`` is regression (MSE loss)."""
 
+    pooling = "cls"  # what the head reads: the <s> vector (RoBERTa's); MeanPooledSequenceClassification: the mean
+
     def __init__(self, config: RobertaConfig):
         super().__init__()
         self.config = config
@@ -392,7 +394,12 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
                 output_hidden_states: bool = False) -> ModelOutput:
         out = self.roberta(input_ids, attention_mask, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states)
-        logits = self.classifier(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        if self.pooling == "mean":  # the mean of the real tokens' vectors, where the head looks for <s>'s
+            mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids))
+            mask = mask.unsqueeze(-1).to(hidden.dtype)
+            hidden = ((hidden * mask).sum(1) / mask.sum(1)).unsqueeze(1)
+        logits = self.classifier(hidden)
         loss = None
         if labels is not None:
             if self.config.num_labels == 1:
@@ -407,6 +414,15 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
                 loss = F.cross_entropy(logits.float(), labels)
         return ModelOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                            hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class MeanPooledSequenceClassification(RobertaForSequenceClassification):
+    """RoBERTa's classification head on the mean of the real tokens' final vectors instead of the <s> vector.
+    RoBERTa never trained <s> for a task: it dropped BERT's next-sentence prediction, and the MLM never masks
+    special tokens, so the <s> vector of a model that was only pretrained carries no trained summary of the text.
+    Not a transformers class: its files load there as the <s> head (notebook 06 uses it for a probe only)."""
+
+    pooling = "mean"
 
 
 class RobertaForTokenClassification(RobertaPreTrainedModel):

@@ -41,6 +41,13 @@ class Difference:
         """The course's rule (:data:`RULE`): the interval excludes zero."""
         return self.low > 0 or self.high < 0
 
+    def scaled(self, factor: float) -> "Difference":
+        """The same difference in other units: ``scaled(100)`` turns shares into percentage points."""
+        if factor <= 0:
+            raise ValueError(f"factor={factor}: give a positive factor (a negative one would swap the ends)")
+        return Difference(self.difference * factor, self.low * factor, self.high * factor, self.seeds, self.items,
+                          self.confidence)
+
     def __str__(self) -> str:
         verdict = "separated" if self.separated else "not separated"
         return (f"{self.difference:+.4g} ({self.confidence:.0%} interval {self.low:+.4g} to {self.high:+.4g}, "
@@ -71,21 +78,59 @@ def paired_bootstrap(a, b, resamples: int = RESAMPLES, confidence: float = CONFI
     a, b = _scores(a, "a"), _scores(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"a has shape {a.shape} and b {b.shape}: pair the arms on the same seeds and test items")
+    diff = a - b  # paired: the per-seed, per-item differences
+    return _bootstrap(lambda rows, cols: diff[np.ix_(rows, cols)].mean(), float(diff.mean()), a.shape, resamples,
+                      confidence, seed)
+
+
+def _bootstrap(statistic, observed: float, shape: tuple[int, int], resamples: int, confidence: float,
+               seed: int) -> Difference:
+    """Redraw the seeds and then the items with replacement, ``resamples`` times; ``statistic(rows, cols)`` is the
+    difference on one redraw. The interval holds the middle ``confidence`` of the redrawn differences."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence}: give a share between 0 and 1, such as 0.95")
     if resamples < 100:
         raise ValueError(f"resamples={resamples}: take at least 100 (the default is {RESAMPLES:,})")
-    seeds, items = a.shape
-    diff = a - b  # paired: the per-seed, per-item differences
+    seeds, items = shape
     rng = np.random.default_rng(seed)
     drawn = np.empty(resamples)
     for r in range(resamples):
         rows = rng.integers(0, seeds, seeds)
         cols = rng.integers(0, items, items)
-        drawn[r] = diff[np.ix_(rows, cols)].mean()
+        drawn[r] = statistic(rows, cols)
     tail = (1 - confidence) / 2
     low, high = np.quantile(drawn, [tail, 1 - tail])
-    return Difference(float(diff.mean()), float(low), float(high), seeds, items, confidence)
+    return Difference(observed, float(low), float(high), seeds, items, confidence)
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """F1 from summed (true positives, false positives, false negatives) on the last axis; 0 where all are 0."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+
+def paired_bootstrap_f1(a, b, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+                        seed: int = 0) -> Difference:
+    """Like :func:`paired_bootstrap`, for an F1 over entities, which is not a mean over items: ``a`` and ``b`` hold,
+    per test item (a sentence), its counts of (true positives, false positives, false negatives), shaped
+    ``(items, 3)`` or ``(seeds, items, 3)``. Each arm's F1 is computed per seed from the counts summed over the
+    (redrawn) items and averaged over the (redrawn) seeds; the difference is a's minus b's."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
+    if a.ndim != 3 or a.shape[-1] != 3 or 0 in a.shape:
+        raise ValueError(f"give (true positives, false positives, false negatives) per item, shaped (items, 3) or "
+                         f"(seeds, items, 3); got {np.shape(a)}")
+    if a.shape != b.shape:
+        raise ValueError(f"a has shape {a.shape} and b {b.shape}: pair the arms on the same seeds and test items")
+    if (a < 0).any() or (b < 0).any() or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("counts must be finite and not negative")
+
+    def statistic(rows, cols):
+        return (_f1(a[np.ix_(rows, cols)].sum(1)).mean() - _f1(b[np.ix_(rows, cols)].sum(1)).mean())
+
+    observed = float(_f1(a.sum(1)).mean() - _f1(b.sum(1)).mean())
+    return _bootstrap(statistic, observed, a.shape[:2], resamples, confidence, seed)
 
 
 def seed_spread(values) -> tuple[float, float, int]:

@@ -175,10 +175,23 @@ def masked_heldout(blocks, collator, batch_size: int) -> list[dict]:
     return [{k: v[i:i + batch_size] for k, v in masked.items()} for i in range(0, len(blocks), batch_size)]
 
 
-@torch.no_grad()
-def evaluate(model, batches: list[dict], device: torch.device, precision: Precision) -> dict[str, float]:
-    """Masked-token loss (nats), perplexity and accuracy over fixed, pre-masked held-out batches."""
-    loss_sum, correct, count = 0.0, 0, 0
+KINDS = ("mask", "random", "kept")  # what a labelled position shows the model: <mask>, another token, its own token
+
+
+def target_kinds(input_ids: torch.Tensor, labels: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """For each labelled position of ``labels`` (flattened, in order), what the model is shown there, as an index
+    into KINDS: 0 ``<mask>`` (80% of them), 1 a random other token (10%), 2 the true token itself (10%, "kept"; a
+    random draw that happens to be the true token counts here too: the model sees the answer)."""
+    selected = labels != IGNORE_INDEX
+    shown, targets = input_ids[selected], labels[selected]
+    kinds = torch.ones_like(targets)
+    kinds[shown == targets] = 2
+    kinds[shown == mask_token_id] = 0
+    return kinds
+
+
+def _scored(model, batches: list[dict], device: torch.device, precision: Precision):
+    """Each held-out batch's loss, its labelled targets with their logits, and its input ids and labels."""
     with evaluating(model):
         for batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -187,11 +200,50 @@ def evaluate(model, batches: list[dict], device: torch.device, precision: Precis
             selected = batch["labels"] != IGNORE_INDEX
             targets = batch["labels"][selected]
             logits = out.logits[selected] if out.logits.dim() == 3 else out.logits  # dense logits (transformers)
-            loss_sum += out.loss.float().item() * targets.numel()
-            correct += (logits.argmax(-1) == targets).sum().item()
-            count += targets.numel()
+            yield out.loss.float().item(), targets, logits, batch["input_ids"], batch["labels"]
+
+
+@torch.no_grad()
+def evaluate(model, batches: list[dict], device: torch.device, precision: Precision,
+             mask_token_id: int | None = None) -> dict[str, float]:
+    """Masked-token loss (nats), perplexity and accuracy over fixed, pre-masked held-out batches.
+
+    The accuracy counts every labelled position, including the tenth that shows the model its own token (the
+    "kept" share of 80/10/10), which a model can copy. Given ``mask_token_id``, the accuracy is also reported
+    by what the position shows (KINDS): ``accuracy_mask`` (at ``<mask>``: the prediction task proper),
+    ``accuracy_random`` and ``accuracy_kept``, with each kind's share of the targets (``share_mask``, ...)."""
+    loss_sum, correct, count = 0.0, 0, 0
+    by_kind = torch.zeros(2, len(KINDS), dtype=torch.long)  # rows: right, all
+    for loss, targets, logits, input_ids, labels in _scored(model, batches, device, precision):
+        loss_sum += loss * targets.numel()
+        right = logits.argmax(-1) == targets
+        correct += right.sum().item()
+        count += targets.numel()
+        if mask_token_id is not None:
+            kinds = target_kinds(input_ids, labels, mask_token_id).cpu()
+            by_kind[0] += torch.bincount(kinds[right.cpu()], minlength=len(KINDS))
+            by_kind[1] += torch.bincount(kinds, minlength=len(KINDS))
     loss = loss_sum / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "accuracy": correct / max(count, 1)}
+    result = {"loss": loss, "perplexity": math.exp(min(loss, 50)), "accuracy": correct / max(count, 1)}
+    if mask_token_id is not None:
+        for k, kind in enumerate(KINDS):
+            result[f"accuracy_{kind}"] = by_kind[0, k].item() / max(by_kind[1, k].item(), 1)
+            result[f"share_{kind}"] = by_kind[1, k].item() / max(count, 1)
+    return result
+
+
+@torch.no_grad()
+def target_outcomes(model, batches: list[dict], device: torch.device, precision: Precision,
+                    mask_token_id: int) -> dict[str, torch.Tensor]:
+    """Per labelled held-out target, in order, on the CPU: ``correct`` (bool: the top guess is the target), ``loss``
+    (the cross-entropy in nats, float32) and ``kind`` (an index into KINDS): the per-item scores a paired bootstrap
+    (``stats.paired_bootstrap``) resamples."""
+    correct, losses, kinds = [], [], []
+    for _, targets, logits, input_ids, labels in _scored(model, batches, device, precision):
+        correct.append((logits.argmax(-1) == targets).cpu())
+        losses.append(nn.functional.cross_entropy(logits.float(), targets, reduction="none").cpu())
+        kinds.append(target_kinds(input_ids, labels, mask_token_id).cpu())
+    return {"correct": torch.cat(correct), "loss": torch.cat(losses), "kind": torch.cat(kinds)}
 
 
 @torch.no_grad()
@@ -257,6 +309,8 @@ class Trainer:
             # by ``eval_collator`` when given: runs that train at different masking rates are then compared on the
             # same held-out masks
             self.eval_batches = masked_heldout(blocks, eval_collator or collator, self.micro)
+        # evaluations report the accuracy at <mask> and at the other labelled positions apart (``evaluate``)
+        self.mask_token_id = getattr(eval_collator or collator, "mask_token_id", None)
         sample = [train_blocks[i] for i in range(min(len(train_blocks), 64))]
         seq_len = max(len(b["input_ids"] if isinstance(b, dict) else b) for b in sample)
         self.takes_positions = "label_positions" in inspect.signature(model.forward).parameters
@@ -441,7 +495,7 @@ class Trainer:
         window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
         if self.step == 0 and self.eval_batches and not self.history.eval:
             self.history.eval.append({"step": 0, **evaluate(self.model, self.eval_batches, self.device,
-                                                             self.precision)})
+                                                             self.precision, self.mask_token_id)})
         pending: list[tuple[dict, torch.Tensor]] = []  # records whose loss is still on the device
 
         def read_losses():
@@ -489,11 +543,12 @@ class Trainer:
             if len(pending) >= self.cfg.log_every or evaluating or saving or self.step == stop:
                 read_losses()  # before an evaluation or a checkpoint: never save the weights of a diverged step
             if evaluating:
-                result = evaluate(self.model, self.eval_batches, self.device, self.precision)
+                result = evaluate(self.model, self.eval_batches, self.device, self.precision, self.mask_token_id)
                 self.history.eval.append({"step": self.step, **result})
                 if self.cfg.progress and self.world.is_main:
+                    at_mask = f" (at <mask> {result['accuracy_mask']:.1%})" if "accuracy_mask" in result else ""
                     bar.write(f"step {self.step}: held-out loss {result['loss']:.3f}, perplexity "
-                              f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}")
+                              f"{result['perplexity']:.1f}, masked-token accuracy {result['accuracy']:.1%}{at_mask}")
                 window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0  # not evaluation time
             if saving:
                 self.save_checkpoint()

@@ -402,3 +402,43 @@ def test_reciprocal_rank_fusion_equals_a_brute_force_computation():
     assert torch.equal(E.reciprocal_rank_fusion(tied, tied), torch.full((2, 6), 2 / 63.5, dtype=torch.float64))
     with pytest.raises(ValueError, match="one shape"):
         E.reciprocal_rank_fusion(a, b[:2])
+
+
+def test_text_pieces_cover_the_tokens_in_order(small_tokenizer):
+    """Catches: a first piece that is not what the encoder reads (its tokens must be the text's first ones), pieces
+    that drop or repeat tokens, and pieces longer than asked."""
+    from roberta_from_scratch.embeddings import text_pieces
+
+    text = "Return the number of bytes read from the socket, or None if the peer closed it before any data came."
+    ids = small_tokenizer.encode(text, add_special_tokens=False)
+    _, offsets, _ = small_tokenizer.encode_with_offsets(text, add_special_tokens=False)
+    for size in (1, 5, 7, len(ids), len(ids) + 3):
+        pieces = text_pieces(small_tokenizer, text, size)
+        assert len(pieces) == -(-len(ids) // size)
+        assert "".join(pieces) == text.strip()  # contiguous: every character once, in order
+        # each piece ends where its last token ends
+        assert [len("".join(pieces[:k + 1])) for k in range(len(pieces))] == \
+            [offsets[min((k + 1) * size, len(ids)) - 1][1] for k in range(len(pieces))]
+        first = small_tokenizer.encode(pieces[0], add_special_tokens=False)
+        assert first[:-1] == ids[:len(first) - 1] and abs(len(first) - min(size, len(ids))) <= 1
+    assert text_pieces(small_tokenizer, "", 4) == [""]
+    with pytest.raises(ValueError, match="at least one token"):
+        text_pieces(small_tokenizer, text, 0)
+
+
+def test_best_chunk_scores_take_each_documents_best_chunk():
+    from roberta_from_scratch.embeddings import best_chunk_scores
+
+    torch.manual_seed(0)
+    queries, chunks = torch.randn(5, 8), torch.randn(9, 8)
+    owner = [0, 0, 1, 2, 2, 2, 3, 1, 0]
+    scores = best_chunk_scores(queries, chunks, owner, 4)
+    cosines = queries @ chunks.T
+    for d in range(4):
+        mine = [c for c, o in enumerate(owner) if o == d]
+        # exact: a maximum picks one of the same products
+        assert torch.equal(scores[:, d], cosines[:, mine].max(1).values)
+    with pytest.raises(ValueError, match="has no chunk"):
+        best_chunk_scores(queries, chunks, owner, 5)
+    with pytest.raises(ValueError, match="one document per chunk"):
+        best_chunk_scores(queries, chunks, owner[:-1], 4)

@@ -383,3 +383,27 @@ def test_the_finetune_command_refuses_unknown_tasks_and_strides(argv, message, c
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_mean_pooled_head_reads_the_mean_of_the_real_tokens():
+    """Catches: a mean that counts padding (the logits of a text would change with its batch), or a head that still
+    reads <s>; the mean-pooled model keeps RoBERTa's head and its weights' names."""
+    from roberta_from_scratch.model import MeanPooledSequenceClassification
+
+    torch.manual_seed(0)
+    config = RobertaConfig.from_preset("tiny", vocab_size=50, num_labels=3, hidden_dropout_prob=0.0,
+                                       attention_probs_dropout_prob=0.0)
+    model = MeanPooledSequenceClassification(config).eval()
+    ids = torch.tensor([[0, 7, 8, 9, 2], [0, 11, 2, 1, 1]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        logits = model(ids, mask).logits
+        hidden = model.roberta(ids, mask).last_hidden_state
+        by_hand = model.classifier(torch.stack([hidden[0].mean(0), hidden[1, :3].mean(0)]).unsqueeze(1))
+        alone = model(ids[1:, :3], mask[1:, :3]).logits
+        cls_head = RobertaForSequenceClassification(config).eval()
+        cls_head.load_state_dict(model.state_dict())
+        at_s = cls_head(ids, mask).logits
+    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits[1:], alone, rtol=1e-5, atol=1e-5)  # padding changes nothing
+    assert (logits - at_s).abs().max() > 1e-3  # not the <s> head

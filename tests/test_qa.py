@@ -122,6 +122,17 @@ def test_the_overlap_baseline_picks_the_sentence_sharing_most_words():
     """Catches: a baseline that reads the answer (it may only read the question and the context)."""
     context = "Open a file.\nReturn the number of bytes read. Raise OSError on failure."
     assert qa.overlap_baseline("What does f() return?", context) == "Return the number of bytes read."
+    assert qa.overlap_baseline("What does f() return?", context, drop_verb=True) == "the number of bytes read"
+
+
+def test_the_rule_baseline_is_the_sets_ceiling(qa_set):
+    """Catches: a ceiling that is not the labelling rule (the offline set's answers are the rule's, so it must score
+    100), and a rule that reads the answer rather than the context."""
+    for split in ("train", "test"):
+        answers = {r["id"]: qa.rule_baseline(r["question"], r["context"]) for r in qa_set[split]}
+        assert qa.squad_scores(answers, qa_set[split]) == {"exact_match": 100.0, "f1": 100.0}
+    assert qa.rule_baseline("What does f() return?", "Open a file.") == ""
+    assert qa.rule_baseline("Which exception does f() raise?", "Return 1. Raises KeyError if absent.") == "KeyError"
 
 
 def test_squad_from_the_hub_takes_the_same_path():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from roberta_from_scratch.stats import RULE, Difference, paired_bootstrap, seed_spread
+from roberta_from_scratch.stats import RULE, Difference, paired_bootstrap, paired_bootstrap_f1, seed_spread
 
 
 def test_one_seed_matches_scipys_paired_percentile_bootstrap():
@@ -88,3 +88,50 @@ def test_seed_spread_is_the_sample_standard_deviation():
     mean, sd, n = seed_spread(values)
     assert (mean, n) == (pytest.approx(statistics.fmean(values)), 4) and sd == pytest.approx(statistics.stdev(values))
     assert np.isnan(seed_spread([0.5])[1])
+
+
+def test_f1_bootstrap_matches_scipys_paired_bootstrap_of_the_same_statistic():
+    """Catches: an F1 interval that averages per-sentence F1s (not the F1 of the summed counts), resamples the arms
+    apart, or draws other tails than scipy's paired percentile bootstrap of the same statistic."""
+    rng = np.random.default_rng(5)
+    entities = rng.integers(0, 4, 300)  # gold entities per sentence
+    found_a = rng.binomial(entities, 0.8)
+    found_b = np.minimum(found_a, rng.binomial(entities, 0.6))  # b finds fewer, on the same sentences
+    a = np.stack([found_a, rng.integers(0, 2, 300), entities - found_a], 1)  # tp, fp, fn
+    b = np.stack([found_b, rng.integers(0, 2, 300), entities - found_b], 1)
+
+    def f1(counts, axis=-1):
+        tp, fp, fn = (counts[..., k].sum(axis) for k in range(3))
+        return 2 * tp / (2 * tp + fp + fn)
+
+    ours = paired_bootstrap_f1(a, b, resamples=20_000, seed=1)
+    assert ours.difference == pytest.approx(f1(a, 0) - f1(b, 0), abs=1e-12)
+    theirs = scipy_stats.bootstrap((a, b), _f1_difference, paired=True, vectorized=True, method="percentile",
+                                   n_resamples=20_000, random_state=np.random.default_rng(2),
+                                   axis=0).confidence_interval
+    width = ours.high - ours.low
+    assert abs(ours.low - theirs.low) < 0.05 * width and abs(ours.high - theirs.high) < 0.05 * width
+    averaged = np.mean([2 * t / max(2 * t + p + n, 1) for t, p, n in a]) - \
+        np.mean([2 * t / max(2 * t + p + n, 1) for t, p, n in b])
+    assert abs(averaged - ours.difference) > 0.01  # the statistic is the F1 of sums, not a mean over sentences
+
+
+def _f1_difference(x, y, axis):
+    # scipy moves the items to `axis` (the last): the counts come as (3, resamples, items)
+    def f1(counts):
+        tp, fp, fn = (counts[k].sum(axis) for k in range(3))
+        return 2 * tp / (2 * tp + fp + fn)
+    return f1(x) - f1(y)
+
+
+def test_f1_bootstrap_with_seeds_and_bad_counts():
+    a = np.array([[[2, 0, 0], [1, 1, 0]], [[1, 0, 1], [0, 0, 1]]])  # 2 seeds x 2 sentences
+    b = np.zeros_like(a)
+    b[..., 2] = 1
+    result = paired_bootstrap_f1(a, b, resamples=200)
+    # F1 of the summed counts per seed (6/7 and 2/4), averaged, minus b's 0
+    assert result.difference == pytest.approx((6 / 7 + 2 / 4) / 2, abs=1e-12) and (result.seeds, result.items) == (2, 2)
+    with pytest.raises(ValueError, match="true positives"):
+        paired_bootstrap_f1(np.ones((4, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="not negative"):
+        paired_bootstrap_f1(-a, b)

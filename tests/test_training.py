@@ -967,3 +967,48 @@ def test_the_pretrain_command_defaults_are_pretrain_runs_own():
     parsed = vars(build_parser().parse_args(["--output-dir", "x"]))
     assert set(parsed) == {f.name for f in dataclasses.fields(PretrainRun)}
     assert PretrainRun(**parsed) == PretrainRun(output_dir="x")
+
+
+def test_accuracy_by_what_the_position_shows(setup):
+    """evaluate's accuracy at <mask>, at random replacements and at kept tokens, against a count by hand; the
+    per-target outcomes agree with it, and the three kinds add up to the overall accuracy."""
+    from roberta_from_scratch.settings import pick_precision
+    from roberta_from_scratch.training import KINDS, evaluate, masked_heldout, target_kinds, target_outcomes
+
+    tokenizer, _, eval_blocks = setup
+    cpu = torch.device("cpu")
+    model = tiny_model(tokenizer)
+    batches = masked_heldout(eval_blocks, DataCollatorForMLM(tokenizer), 8)
+    result = evaluate(model, batches, cpu, pick_precision(cpu), tokenizer.mask_token_id)
+    outcomes = target_outcomes(model, batches, cpu, pick_precision(cpu), tokenizer.mask_token_id)
+    # by hand: what each labelled position shows, and whether the top guess is right
+    counts = {kind: [0, 0] for kind in KINDS}
+    with torch.no_grad():
+        model.eval()
+        for batch in batches:
+            guesses = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)
+            for row, col in (batch["labels"] != -100).nonzero().tolist():
+                shown, target = batch["input_ids"][row, col].item(), batch["labels"][row, col].item()
+                kind = "mask" if shown == tokenizer.mask_token_id else "kept" if shown == target else "random"
+                counts[kind][0] += guesses[row, col].item() == target
+                counts[kind][1] += 1
+    total = sum(n for _, n in counts.values())
+    assert total == len(outcomes["correct"])
+    assert counts["mask"][1] > 0.7 * total and counts["kept"][1] > 0 and counts["random"][1] > 0  # 80/10/10
+    for k, kind in enumerate(KINDS):
+        assert result[f"accuracy_{kind}"] == counts[kind][0] / counts[kind][1]  # exact: the same integer counts
+        assert result[f"share_{kind}"] == counts[kind][1] / total  # exact: the same integer counts
+        chosen = outcomes["kind"] == k
+        assert outcomes["correct"][chosen].sum().item() == counts[kind][0]
+    assert sum(right for right, _ in counts.values()) == round(result["accuracy"] * total)
+    # a kept position is one whose shown token is the target, even when the random draw picked it
+    ids, labels = torch.tensor([[5, 9, 7, 4]]), torch.tensor([[-100, 9, 8, 4]])
+    assert target_kinds(ids, labels, mask_token_id=4).tolist() == [2, 1, 0]
+
+
+def test_trainer_reports_accuracy_at_mask(setup):
+    trainer = trainer_for(setup, max_steps=3)
+    history = trainer.train()
+    assert {"accuracy_mask", "accuracy_random", "accuracy_kept"} <= set(history.eval[-1])
+    shares = sum(history.eval[-1][f"share_{kind}"] for kind in ("mask", "random", "kept"))
+    torch.testing.assert_close(shares, 1.0, rtol=0, atol=1e-12)  # three integer counts over their sum

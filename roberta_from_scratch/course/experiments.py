@@ -77,14 +77,18 @@ def _masking(scale: str, **sizes) -> MaskingExperiment:
     return MaskingExperiment(batch_size=recipe.batch_size, lr=recipe.lr, **sizes)
 
 
-# Per scale: the live run in the notebook and the full run of the command line (the cached result). Both live runs
-# take 64 steps per arm, a small share of notebook 05's main run (cpu: 128 of 2,600 steps; gpu: 128 of 2,000); every
-# scale repeats a slice of 1,024 blocks (the gpu scale's corpus packs into 2,946 blocks of 128 tokens).
+# Per scale: the live run in the notebook and the full run of the command line (the cached result). The full runs
+# follow BERT (10 static masks per block, each seen 4 times) on a slice of 1,024 blocks (the gpu scale's corpus
+# packs into 2,946 blocks of 128 tokens). A live run has minutes, too few steps to see a mask 4 times out of 10: it
+# exaggerates the static arm instead (2 masks per block, each seen 8 times) on a smaller slice, so that memorising
+# can show in 64 steps per arm (cpu: 4 runs, 256 of notebook 05's 2,600 steps; gpu: 2 runs of 64 steps).
 MASKING = {
-    "smoke": {"live": _masking("smoke", blocks=64, epochs=4, evaluations=2, seeds=(0,)),
+    "smoke": {"live": _masking("smoke", blocks=64, epochs=4, duplicates=2, evaluations=2, seeds=(0,)),
               "full": _masking("smoke", blocks=64, epochs=8, evaluations=2, seeds=(0, 1))},
-    "cpu": {"live": _masking("cpu", epochs=4, evaluations=4, seeds=(0,)), "full": _masking("cpu")},
-    "gpu": {"live": _masking("gpu", epochs=8, evaluations=4, seeds=(0,)), "full": _masking("gpu")},
+    "cpu": {"live": _masking("cpu", blocks=256, epochs=16, duplicates=2, evaluations=4, seeds=(0, 1)),
+            "full": _masking("cpu")},
+    "gpu": {"live": _masking("gpu", blocks=512, epochs=16, duplicates=2, evaluations=4, seeds=(0,)),
+            "full": _masking("gpu")},
 }
 
 
@@ -105,7 +109,7 @@ def run_masking_experiment(config, collator, train_blocks, eval_blocks, settings
     both run ``settings.steps`` steps of ``settings.batch_size`` blocks. ``progress(arm, seed)`` is called before
     each run."""
     from ..model import RobertaForMaskedLM
-    from ..training import Trainer, TrainingConfig
+    from ..training import Trainer, TrainingConfig, target_outcomes
 
     slice_blocks = train_blocks[:settings.blocks]
     if len(slice_blocks) < settings.blocks:
@@ -124,8 +128,31 @@ def run_masking_experiment(config, collator, train_blocks, eval_blocks, settings
                                              eval_every=max(1, settings.steps // settings.evaluations),
                                              seed=seed, progress=False, device=device), eval_blocks)
             history = trainer.train()
-            runs[arm].append({"seed": seed, "eval": history.eval})
-    return {"settings": {**asdict(settings), "steps": settings.steps}, "runs": runs}
+            outcomes = target_outcomes(trainer.model, trainer.eval_batches, trainer.device, trainer.precision,
+                                       collator.mask_token_id)
+            runs[arm].append({"seed": seed, "eval": history.eval,  # and the final model's score on every target:
+                              "correct": outcomes["correct"].int().tolist(),
+                              "target_loss": [round(x, 4) for x in outcomes["loss"].tolist()]})
+    kinds = outcomes["kind"].tolist()  # the same held-out masks for every run
+    return {"settings": {**asdict(settings), "steps": settings.steps}, "runs": runs, "kinds": kinds}
+
+
+def masking_difference(result: dict, metric: str):
+    """Dynamic minus static at the end of the runs, with the course's paired bootstrap (``stats``) over seeds and
+    held-out targets: ``metric`` "loss" (every labelled target's loss, nats) or "accuracy_mask" (right or wrong at
+    the ``<mask>`` positions)."""
+    from ..stats import paired_bootstrap
+    from ..training import KINDS
+
+    def scores(arm):
+        if metric == "loss":
+            return [run["target_loss"] for run in result["runs"][arm]]
+        if metric == "accuracy_mask":
+            at_mask = [k == KINDS.index("mask") for k in result["kinds"]]
+            return [[c for c, keep in zip(run["correct"], at_mask) if keep] for run in result["runs"][arm]]
+        raise ValueError(f"metric={metric!r}: choose 'loss' or 'accuracy_mask'")
+
+    return paired_bootstrap(scores("dynamic"), scores("static"))
 
 
 def final_spread(result: dict, arm: str, metric: str) -> tuple[float, float, int]:
@@ -148,21 +175,28 @@ def _load_cached(path: Path, is_valid, experiment: str, scale: str) -> dict | No
         return None
     result = json.loads(path.read_text())
     if not is_valid(result):
-        raise ValueError(f"{path} is not a {experiment} result: delete it and run "
+        raise ValueError(f"{path} is not a {experiment} result of this version of the course (an older one, or "
+                         f"another file): delete it and run "
                          f"`python -m roberta_from_scratch experiments {experiment} --scale {scale}`")
     return result
 
 
 def load_result(scale: str) -> dict | None:
     """The cached full static-against-dynamic result for ``scale``, or None when it has not been computed."""
-    return _load_cached(results_path(scale), lambda r: set(r.get("runs", {})) == {"dynamic", "static"},
+    return _load_cached(results_path(scale), lambda r: set(r.get("runs", {})) == {"dynamic", "static"} and "kinds" in r,
                         "static-vs-dynamic", scale)
 
 
 # ----------------------------------------------------------------------------------------------- finetuning
 
-FINETUNE_ARMS = ("pretrained", "random", "probe", "top layer")
+FINETUNE_ARMS = ("pretrained", "random", "probe", "probe, mean", "top layer")
 CURVE_ARMS = ("pretrained", "random", "bag of words")
+
+
+# The grids of the arms that do not depend on the encoder's scale. A first sweep (3 rates each) kept the largest rate
+# of the probe, the top layer and the bag of words; each grid was extended upwards until its best rate sat inside.
+PROBE_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+BOW_LRS = (0.01, 0.05, 0.2, 1.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -171,8 +205,9 @@ class FinetuneExperiment:
 
     lrs: tuple[tuple[str, tuple[float, ...]], ...] = (
         ("pretrained", (3e-4, 1e-3, 3e-3)), ("random", (3e-4, 1e-3, 3e-3)),
-        ("probe", (1e-3, 3e-3, 1e-2)), ("top layer", (3e-4, 1e-3, 3e-3)), ("bag of words", (0.01, 0.05, 0.2)))
-    seeds: tuple[int, ...] = (0, 1, 2)
+        ("probe", PROBE_LRS), ("probe, mean", PROBE_LRS), ("top layer", (3e-4, 1e-3, 3e-3, 1e-2)),
+        ("bag of words", BOW_LRS))
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 10
     batch_size: int = 32
     fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -192,8 +227,8 @@ def _scale_lrs(scale: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
     """The sweep's grids at ``scale``: the encoder's arms around the scale's ``finetune_lr`` (its middle rate), the
     probe (a head on frozen features) and the bag of words on their own grids, which do not depend on the encoder."""
     around = rates_around(SCALES[scale].finetune_lr)
-    return (("pretrained", around), ("random", around), ("probe", (1e-3, 3e-3, 1e-2)), ("top layer", around),
-            ("bag of words", (0.01, 0.05, 0.2)))
+    return (("pretrained", around), ("random", around), ("probe", PROBE_LRS), ("probe, mean", PROBE_LRS),
+            ("top layer", (*around, float(f"{10 * around[1]:.1g}"))), ("bag of words", BOW_LRS))
 
 
 _GPU = SCALES["gpu"]
@@ -201,8 +236,8 @@ FINETUNING = {
     "smoke": {"live": FinetuneExperiment(epochs=1, seeds=(0,), fractions=(0.25, 1.0), min_steps=8),
               "full": FinetuneExperiment(epochs=2, seeds=(0, 1), fractions=(0.25, 1.0), min_steps=8,
                                          lrs=(("pretrained", (3e-4, 3e-3)), ("random", (3e-4, 3e-3)),
-                                              ("probe", (1e-3, 1e-2)), ("top layer", (3e-4, 3e-3)),
-                                              ("bag of words", (0.05, 0.2))))},
+                                              ("probe", (1e-3, 1e-2)), ("probe, mean", (1e-3, 1e-2)),
+                                              ("top layer", (3e-4, 3e-3)), ("bag of words", (0.05, 0.2))))},
     "cpu": {"live": FinetuneExperiment(seeds=(0,), fractions=(0.05, 0.25, 1.0)), "full": FinetuneExperiment()},
     # the gpu scale's grids centred on its finetune_lr (1e-4 for the small preset), its epochs from the scale
     "gpu": {"live": FinetuneExperiment(lrs=_scale_lrs("gpu"), epochs=_GPU.finetune_epochs, seeds=(0,),
@@ -258,13 +293,13 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
     """Train one classifier of ``arm`` (see FINETUNE_ARMS) with the GLUE-shaped recipe at ``lr``; return the model
     and its history. At least ``settings.epochs`` epochs and ``settings.min_steps`` optimizer steps."""
     from ..finetuning import FinetuneConfig, finetune, freeze, task_model
-    from ..model import RobertaForSequenceClassification
+    from ..model import MeanPooledSequenceClassification, RobertaForSequenceClassification
 
     if arm not in FINETUNE_ARMS:
         raise ValueError(f"unknown arm {arm!r}: choose one of {', '.join(FINETUNE_ARMS)}")
-    model = task_model(RobertaForSequenceClassification, pretrained_dir, seed, random_init=arm == "random",
-                       num_labels=num_labels)
-    freeze(model, {"probe": 0, "top layer": 1}.get(arm))
+    cls = MeanPooledSequenceClassification if arm == "probe, mean" else RobertaForSequenceClassification
+    model = task_model(cls, pretrained_dir, seed, random_init=arm == "random", num_labels=num_labels)
+    freeze(model, {"probe": 0, "probe, mean": 0, "top layer": 1}.get(arm))
     steps_per_epoch = max(1, len(train) // settings.batch_size)
     epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
     cfg = FinetuneConfig(epochs=epochs, batch_size=min(settings.batch_size, len(train)), lr=lr, weight_decay=0.1,
@@ -274,10 +309,14 @@ def finetune_arm(arm: str, pretrained_dir, num_labels: int, train: list[dict], v
 
 
 def _accuracy(labels: torch.Tensor, logits: torch.Tensor, num_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1, and which examples were right (1) or wrong (0), in order: the per-item scores of the
+    course's paired bootstrap."""
     from ..finetuning import classification_metrics
 
-    metrics = classification_metrics(labels, logits.argmax(-1), num_labels)
-    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    predictions = logits.argmax(-1)
+    metrics = classification_metrics(labels, predictions, num_labels)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "correct": (predictions == labels).int().tolist()}
 
 
 def run_finetuning_experiment(pretrained_dir, tokenizer, train: list[dict], validation: list[dict],
@@ -571,14 +610,28 @@ def spread(runs: list[dict], split: str = "test", metric: str = "accuracy") -> t
     return _mean_sd([run[split][metric] for run in runs])
 
 
+def test_difference(runs_a: list[dict], runs_b: list[dict]):
+    """Arm a's test accuracy minus arm b's, with the course's paired bootstrap over the seeds and the test examples
+    (``stats.paired_bootstrap``): two lists of runs (one sweep or curve cell each) of the same seeds in the same
+    order, each run holding which test examples it got right."""
+    from ..stats import paired_bootstrap
+
+    if [r["seed"] for r in runs_a] != [r["seed"] for r in runs_b]:
+        raise ValueError("pair runs of the same seeds, in the same order")
+    return paired_bootstrap([r["test"]["correct"] for r in runs_a], [r["test"]["correct"] for r in runs_b])
+
+
 def finetuning_results_path(scale: str) -> Path:
     return RESULTS_DIR / f"finetuning-{scale}.json"
 
 
 def load_finetuning_result(scale: str) -> dict | None:
     """The cached full result of notebook 06's experiment for ``scale``, or None when it has not been computed."""
-    return _load_cached(finetuning_results_path(scale), lambda r: set(r.get("sweep", {})) == set(FINETUNE_ARMS) |
-                        {"bag of words"} and "label_efficiency" in r, "finetuning", scale)
+    def valid(r):
+        return (set(r.get("sweep", {})) == set(FINETUNE_ARMS) | {"bag of words"} and "label_efficiency" in r
+                and all("correct" in run["test"] for runs in r["sweep"].values() for run in next(iter(runs.values()))))
+
+    return _load_cached(finetuning_results_path(scale), valid, "finetuning", scale)
 
 
 # ----------------------------------------------------------------------------------------------- for the notebooks
@@ -657,10 +710,11 @@ def device_description(device=None) -> str:
     return f"a CPU ({torch.get_num_threads()} threads)"
 
 
-def unigram_baseline(scale_name: str) -> tuple[str, float]:
+def unigram_baseline(scale_name: str, at_mask: bool = False) -> tuple[str, float]:
     """Always guessing the most frequent training token at ``scale_name``'s tokenizer: the token, and its accuracy
     on the held-out masks every run of these experiments is evaluated on (the Trainer's: the first 256 held-out
-    blocks, masked at 15% with the seed EVAL_MASK_SEED)."""
+    blocks, masked at 15% with the seed EVAL_MASK_SEED), over every labelled target or, with ``at_mask``, over those
+    shown ``<mask>``."""
     from collections import Counter
 
     from ..masking import DataCollatorForMLM
@@ -671,8 +725,10 @@ def unigram_baseline(scale_name: str) -> tuple[str, float]:
     token = Counter(t for block in train_blocks for t in block if t not in special).most_common(1)[0][0]
     masked = DataCollatorForMLM(tokenizer, mlm_probability=EVAL_MASK_RATE)(
         eval_blocks[:256], generator=torch.Generator().manual_seed(EVAL_MASK_SEED))
-    targets = masked["labels"][masked["labels"] != IGNORE_INDEX]
-    return tokenizer.decode([token]), (targets == token).float().mean().item()
+    chosen = masked["labels"] != IGNORE_INDEX
+    if at_mask:
+        chosen &= masked["input_ids"] == tokenizer.mask_token_id
+    return tokenizer.decode([token]), (masked["labels"][chosen] == token).float().mean().item()
 
 
 def course_classification(scale_name: str):
@@ -742,6 +798,8 @@ def _static_vs_dynamic(args) -> None:
         for metric in ("loss", "accuracy"):
             mean, sd, n = final_spread(result, arm, metric)
             print(f"{arm:>8} {metric}: {mean:.4f} ± {sd:.4f} over {n} seeds")
+    for metric in ("loss", "accuracy_mask"):
+        print(f"dynamic minus static, {metric}: {masking_difference(result, metric)}")
     print(f"wrote {output}")
 
 

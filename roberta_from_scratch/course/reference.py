@@ -99,7 +99,7 @@ def heldout_accuracy(model, tokenizer, blocks, device=None) -> dict[str, float]:
     from ..training import evaluate
 
     device = device or next(model.parameters()).device
-    return evaluate(model, heldout_batches(tokenizer, blocks), device, pick_precision(device))
+    return evaluate(model, heldout_batches(tokenizer, blocks), device, pick_precision(device), tokenizer.mask_token_id)
 
 
 def habit_statistics(model, tokenizer, blocks) -> dict[str, torch.Tensor]:
