@@ -81,6 +81,11 @@ def test_both_arms_train_the_same_steps_and_runs_repeat(setting):
     assert loss.difference == pytest.approx(gap, abs=1e-9) and loss.low < loss.difference < loss.high
     assert (loss.seeds, loss.items) == (2, targets)
     assert experiments.masking_difference(result, "accuracy_mask").items == result["kinds"].count(0)
+    at_mask = experiments.masking_scores(result, "static", "loss_mask")
+    assert [len(row) for row in at_mask] == [result["kinds"].count(0)] * 2
+    assert at_mask[0] == [x for x, k in zip(result["runs"]["static"][0]["target_loss"], result["kinds"]) if k == 0]
+    with pytest.raises(ValueError, match="choose one of"):
+        experiments.masking_scores(result, "static", "accuracy")
 
 
 def test_too_few_blocks_is_a_clear_error(setting):

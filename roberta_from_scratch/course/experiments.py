@@ -137,22 +137,28 @@ def run_masking_experiment(config, collator, train_blocks, eval_blocks, settings
     return {"settings": {**asdict(settings), "steps": settings.steps}, "runs": runs, "kinds": kinds}
 
 
-def masking_difference(result: dict, metric: str):
-    """Dynamic minus static at the end of the runs, with the course's paired bootstrap (``stats``) over seeds and
-    held-out targets: ``metric`` "loss" (every labelled target's loss, nats) or "accuracy_mask" (right or wrong at
-    the ``<mask>`` positions)."""
-    from ..stats import paired_bootstrap
+MASKING_METRICS = ("accuracy_mask", "loss_mask", "loss")
+
+
+def masking_scores(result: dict, arm: str, metric: str) -> list[list[float]]:
+    """The final models' per-target scores of ``arm``, one row per seed: ``metric`` "accuracy_mask" (right or wrong
+    at the ``<mask>`` positions), "loss_mask" (the loss there, nats) or "loss" (the loss at every labelled target,
+    ``<mask>``, random and kept: the held-out loss of the evaluations)."""
     from ..training import KINDS
 
-    def scores(arm):
-        if metric == "loss":
-            return [run["target_loss"] for run in result["runs"][arm]]
-        if metric == "accuracy_mask":
-            at_mask = [k == KINDS.index("mask") for k in result["kinds"]]
-            return [[c for c, keep in zip(run["correct"], at_mask) if keep] for run in result["runs"][arm]]
-        raise ValueError(f"metric={metric!r}: choose 'loss' or 'accuracy_mask'")
+    if metric not in MASKING_METRICS:
+        raise ValueError(f"metric={metric!r}: choose one of {', '.join(MASKING_METRICS)}")
+    field = "correct" if metric == "accuracy_mask" else "target_loss"
+    keep = [metric == "loss" or k == KINDS.index("mask") for k in result["kinds"]]
+    return [[x for x, kept in zip(run[field], keep) if kept] for run in result["runs"][arm]]
 
-    return paired_bootstrap(scores("dynamic"), scores("static"))
+
+def masking_difference(result: dict, metric: str):
+    """Dynamic minus static at the end of the runs (``masking_scores``' ``metric``), with the course's paired
+    bootstrap (``stats``) over seeds and held-out targets."""
+    from ..stats import paired_bootstrap
+
+    return paired_bootstrap(masking_scores(result, "dynamic", metric), masking_scores(result, "static", metric))
 
 
 def final_spread(result: dict, arm: str, metric: str) -> tuple[float, float, int]:
@@ -798,7 +804,7 @@ def _static_vs_dynamic(args) -> None:
         for metric in ("loss", "accuracy"):
             mean, sd, n = final_spread(result, arm, metric)
             print(f"{arm:>8} {metric}: {mean:.4f} ± {sd:.4f} over {n} seeds")
-    for metric in ("loss", "accuracy_mask"):
+    for metric in MASKING_METRICS:
         print(f"dynamic minus static, {metric}: {masking_difference(result, metric)}")
     print(f"wrote {output}")
 

@@ -54,11 +54,12 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("04_dynamic_masking.ipynb", "Packing and masking", "FULL-SENTENCES packing, dynamic MLM masking",
             "packed blocks, masking statistics, static versus dynamic masks", ("0.2", "0.2", "est. <1 (T4; CPU work only)")),
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
-            "the loop equal to Trainer, one batch learned by heart, accuracy above two baselines, fill-mask, "
-            "static against dynamic masking over 3 seeds",
-            ("0.7", "5.2", "est. 3.6-6.9 (T4), 7.3 GiB")),
+            "the loop equal to Trainer, one batch learned by heart, accuracy at <mask> against four neighbour-count "
+            "baselines with bootstrap intervals, fill-mask, static against dynamic masking over 3 seeds",
+            ("0.7", "4.6", "est. 3.6-6.9 (T4), 7.3 GiB")),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
-            "per-arm learning rates, 3 seeds with their spread, label efficiency against random weights and bag of words",
+            "per-arm learning rates, 5 seeds, probes on <s> and on the mean, verdicts over seeds and test documents, "
+            "label efficiency against random weights and bag of words",
             ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views, head statistics, head ablation "
             "with a forward hook",
@@ -69,11 +70,13 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "memory and time against model size, a two-process run", ("0.5", "0.5", "est. 1.6-2.8 (T4), 4.7 GiB")),
     Chapter("09_tagging_and_qa.ipynb", "Tagging and question answering", "labels aligned to BPE pieces, entity "
             "F1, a span head over overlapping windows, SQuAD's EM and F1",
-            "pretrained against random weights over 3 seeds, beside a dictionary and a word-overlap baseline",
+            "pretrained against random weights over 3 seeds, beside a dictionary, word-overlap baselines and the QA "
+            "set's own labelling rule, with bootstrap intervals",
             ("0.3", "3.0", "est. <1 (T4), 1.1 GiB")),
     Chapter("10_semantic_search.ipynb", "Semantic search", "mean and `<s>` pooling, anisotropy, SimCSE's "
             "contrastive loss (unsupervised and on docstring pairs), a cosine index and a search box",
-            "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25",
+            "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25 (also on the "
+            "encoder's window), chunked encoding, intervals over queries",
             ("0.2", "3.2", "est. 17-28 (T4), 3.1 GiB")),
     Chapter("11_beyond_roberta.ipynb", "Beyond RoBERTa", "pre-LN with a final LayerNorm, bias-free layers, GeGLU "
             "and SwiGLU, rotary positions, each checked against PyTorch's layer or the paper's formula",

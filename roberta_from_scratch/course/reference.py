@@ -72,9 +72,12 @@ def reference_model(verbose: bool = True, directory: Path | str = REFERENCE_DIR)
 def describe_reference(card: dict) -> str:
     """One line: which model, how it was trained, and its held-out accuracy."""
     last = card["eval"][-1]
+    at_mask = card.get("heldout", {}).get("accuracy_mask")
     return (f"the course's reference model ({card['layers']} layers x {card['heads']} heads, "
             f"{card['parameters']:,} parameters, {card['steps']:,} pretraining steps, shipped with the package): "
-            f"held-out masked-token accuracy {last['accuracy']:.1%} on its {card['heldout_blocks']} held-out blocks")
+            f"held-out masked-token accuracy {last['accuracy']:.1%}"
+            + (f" ({at_mask:.1%} at <mask>)" if at_mask is not None else "")
+            + f" on its {card['heldout_blocks']} held-out blocks")
 
 
 def heldout_blocks(directory: Path | str = REFERENCE_DIR) -> list[list[int]]:
@@ -178,8 +181,10 @@ def describe_pretrained(model_dir) -> str:
     held_out = run_record(model_dir)
     line = "the encoder below: notebook 05's model"
     if held_out and isinstance(held_out[-1], dict) and "accuracy" in held_out[-1]:
-        return line + (f"; held-out masked-token accuracy {held_out[-1]['accuracy']:.1%} after "
-                       f"{held_out[-1]['step']} steps")
+        at_mask = held_out[-1].get("accuracy_mask")
+        return line + (f"; held-out masked-token accuracy {held_out[-1]['accuracy']:.1%}"
+                       + (f" ({at_mask:.1%} at <mask>)" if isinstance(at_mask, float) else "")
+                       + f" after {held_out[-1]['step']} steps")
     return line + "; its held-out masked-token accuracy is printed by notebook 05"
 
 
