@@ -56,11 +56,11 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter("05_pretraining.ipynb", "Pretraining", "AdamW and the MLM training loop by hand, then with checkpoints",
             "the loop equal to Trainer, one batch learned by heart, accuracy at <mask> against four neighbour-count "
             "baselines with bootstrap intervals, fill-mask, static against dynamic masking over 3 seeds",
-            ("0.7", "4.6", "est. 3.6-6.9 (T4), 7.3 GiB")),
+            ("0.7", "6.2", "est. 3.6-6.9 (T4), 7.3 GiB")),
     Chapter("06_finetuning.ipynb", "Finetuning", "classification on top of the pretrained encoder",
             "per-arm learning rates, 5 seeds, probes on <s> and on the mean, verdicts over seeds and test documents, "
             "label efficiency against random weights and bag of words",
-            ("0.5", "4.1", "est. 1.0-1.5 (T4), 1.2 GiB")),
+            ("0.5", "3.2", "est. 1.0-1.6 (T4), 1.2 GiB")),
     Chapter("07_attention_visualization.ipynb", "Seeing attention", "bertviz views, head statistics, head ablation "
             "with a forward hook",
             "every head of the 4 x 4 reference model named against random initialisation, the habits forming over "
@@ -72,12 +72,12 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "F1, a span head over overlapping windows, SQuAD's EM and F1",
             "pretrained against random weights over 3 seeds, beside a dictionary, word-overlap baselines and the QA "
             "set's own labelling rule, with bootstrap intervals",
-            ("0.3", "3.0", "est. <1 (T4), 1.1 GiB")),
+            ("0.3", "3.5", "est. <1 (T4), 1.1 GiB")),
     Chapter("10_semantic_search.ipynb", "Semantic search", "mean and `<s>` pooling, anisotropy, SimCSE's "
             "contrastive loss (unsupervised and on docstring pairs), a cosine index and a search box",
             "recall@1, recall@10 and MRR over a thousand documents, 3 seeds, beside TF-IDF and BM25 (also on the "
             "encoder's window), chunked encoding, intervals over queries",
-            ("0.2", "3.2", "est. 17-28 (T4), 3.1 GiB")),
+            ("0.2", "4.4", "est. 18-29 (T4), 3.3 GiB")),
     Chapter("11_beyond_roberta.ipynb", "Beyond RoBERTa", "pre-LN with a final LayerNorm, bias-free layers, GeGLU "
             "and SwiGLU, rotary positions, each checked against PyTorch's layer or the paper's formula",
             "every change at the same wall-clock budget over 3 seeds, a masking-rate sweep at 15% to 40%, tokens/s, "
