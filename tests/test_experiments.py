@@ -377,3 +377,17 @@ def test_every_scales_masking_slice_fits_its_corpus(python_docs, python_docs_dir
         _, _, _, train_blocks, _ = experiments.course_setting(name)
         for kind in ("live", "full"):
             assert experiments.MASKING[name][kind].blocks <= len(train_blocks), (name, kind, len(train_blocks))
+
+
+def test_finetuning_margins_pair_the_runs_seed_by_seed():
+    """Catches: a margin that pairs runs of different seeds, or reads another score than which examples were right."""
+    from roberta_from_scratch.stats import paired_bootstrap
+
+    a = [{"seed": s, "test": {"correct": [1, 0, 1, s % 2]}} for s in (0, 1, 2)]
+    b = [{"seed": s, "test": {"correct": [0, 0, 1, 1]}} for s in (0, 1, 2)]
+    ours = experiments.test_difference(a, b)
+    expected = paired_bootstrap([r["test"]["correct"] for r in a], [r["test"]["correct"] for r in b])
+    assert (ours.difference, ours.low, ours.high) == (expected.difference, expected.low, expected.high)  # exact: same call
+    assert ours.difference == pytest.approx((7 - 6) / 12)
+    with pytest.raises(ValueError, match="same seeds"):
+        experiments.test_difference(a, b[::-1])
